@@ -1,0 +1,36 @@
+"""exactsnn: exact mapping of trained ReLU networks onto single-spike spiking networks.
+
+Stanojevic et al., "An Exact Mapping From ReLU Networks to Spiking Neural Networks",
+Neural Networks (2023).  The stages follow the data: import → network description (ir) →
+preprocess (Phase 1) → spiking network (Phase 2) → simulate → measure.
+"""
+
+from __future__ import annotations
+
+from .spiking import SpikingNetwork
+
+__version__ = "0.1.0"
+__all__ = ["convert", "load", "SpikingNetwork", "__version__"]
+
+
+def convert(model, x_sample, *, input_range=(0.0, 1.0), zeta=0.5, lower=-10.0, upper=0.99,
+            alpha_sigma=0.0, alpha_seed=0) -> SpikingNetwork:
+    """Map a trained Keras ReLU network to its exact single-spike network.
+
+    ``x_sample`` (training inputs, in the raw domain the model takes) gives X_n;
+    ``input_range`` = (p, q) is the range of the raw inputs.
+    """
+    from .importers.keras import import_keras
+    from .preprocess import preprocess
+    from .spiking import spiking_network
+
+    prep = preprocess(import_keras(model), x_sample, input_range=input_range, lower=lower, upper=upper)
+    return spiking_network(prep, zeta=zeta, alpha_sigma=alpha_sigma, alpha_seed=alpha_seed)
+
+
+def load(path) -> SpikingNetwork:
+    """Load a network saved with :meth:`SpikingNetwork.save` (or any exactsnn object)."""
+    from . import serialize
+
+    obj = serialize.load(path)
+    return obj

@@ -1,0 +1,73 @@
+"""Float64 tensor operations shared by the preprocessing, the ReLU reference and the simulator.
+
+Convolutions always run on explicitly padded inputs (``VALID`` in TensorFlow's terms), so the
+padding value is ours to choose: zeros for activations, ``t_min`` for spike times (a padded
+tap is an input spike that codes 0, DESIGN §2).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """Keras/TensorFlow ``same`` padding (before, after) along one axis."""
+    effective = (kernel - 1) * dilation + 1
+    out = -(-size // stride)
+    total = max((out - 1) * stride + effective - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_output_size(size: int, kernel: int, stride: int, dilation: int = 1) -> int:
+    """Output length of a ``valid`` convolution or pooling along one axis."""
+    effective = (kernel - 1) * dilation + 1
+    return (size - effective) // stride + 1
+
+
+def pad_input(x, pads, used, value: float):
+    """Crop ``x`` (N, H, W, C) to its first ``used`` rows/columns, then pad with ``value``.
+
+    ``pads`` is (top, bottom, left, right).  The crop exists for averaging pools folded into
+    a convolution (see :func:`exactsnn.preprocess.fold_avg_pool_into_conv`).
+    """
+    x = x[:, : used[0], : used[1], :]
+    top, bottom, left, right = pads
+    if top or bottom or left or right:
+        x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=value)
+    return x
+
+
+def conv2d(x, kernel: np.ndarray, strides, dilation):
+    """``valid`` 2-D convolution (cross-correlation, as Keras) in float64."""
+    return tf.nn.conv2d(
+        tf.convert_to_tensor(x, tf.float64),
+        tf.convert_to_tensor(kernel, tf.float64),
+        strides=[1, strides[0], strides[1], 1],
+        padding="VALID",
+        dilations=[1, dilation[0], dilation[1], 1],
+    )
+
+
+def signed_max_pool(x, size, strides, padding: str, sign: np.ndarray):
+    """Max pooling per channel where ``sign`` > 0 and min pooling where ``sign`` < 0.
+
+    Min pooling appears when a batch normalisation with a negative scale was folded through
+    the pool: s·max(x) = min(s·x) for s < 0.  Padding is ignored either way (as in Keras).
+    """
+    x = tf.convert_to_tensor(x, tf.float64)
+    ksize = [1, size[0], size[1], 1]
+    st = [1, strides[0], strides[1], 1]
+    pad = padding.upper()
+    up = tf.nn.max_pool2d(x, ksize, st, pad)
+    if np.all(sign >= 0):
+        return up
+    down = -tf.nn.max_pool2d(-x, ksize, st, pad)
+    return tf.where(tf.convert_to_tensor(sign >= 0), up, down)
+
+
+def pooled_shape(shape, size, strides, padding: str):
+    h, w, c = shape
+    if padding == "same":
+        return (-(-h // strides[0]), -(-w // strides[1]), c)
+    return (conv_output_size(h, size[0], strides[0]), conv_output_size(w, size[1], strides[1]), c)

@@ -1,0 +1,332 @@
+"""Simulating the single-spike network: a certified fast path and an event-driven reference.
+
+The **event-driven** engine does what the neurons do: per neuron, sort the input spikes,
+walk the piecewise-linear potential from t_min^(n-1) and take the first threshold
+crossing (or the forced spike at t_max^(n)).
+
+The **fast** engine (default, DESIGN §4) computes every neuron's closed-form crossing
+    t_i = (ϑ_i + α_i t_min^(n-1) + Σ_j J_ij t_j) / (α_i + Σ_j J_ij)
+with one matmul/convolution and *certifies* it: on [t_min^(n-1), T], T the last input
+time, V_i(t) ≤ α_i (T − t_min^(n-1)) + Σ_{J_ij > 0} J_ij (T − t_j).  If that bound is
+below ϑ_i, the neuron cannot fire before all its inputs have arrived, so the closed form is
+its first crossing.  A neuron certified for *every* input (the bound with all excitatory
+inputs at t_min^(n-1)) skips the per-sample check.  Uncertified neurons go through the
+event-driven solver, so both engines return the same spikes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import ops
+from .serialize import register
+from .spiking import SpikingLayer, SpikingNetwork
+
+_CHUNK = 1 << 21  # elements per block of the event-driven solver (bounded memory)
+
+
+@register
+@dataclass
+class Simulation:
+    """What one simulation run produced.
+
+    Counts are totals over the samples; per-layer arrays are indexed by hidden layer.
+    A spike *deviates* when it is not at t_max − ReLU(W x̂ + b), x̂ the values its actual
+    input spikes code (an early crossing, or a value beyond the window).
+    """
+
+    logits: np.ndarray  # (N, classes)
+    deviating: np.ndarray  # (hidden layers,)
+    spikes: np.ndarray  # (hidden layers,) spikes emitted
+    nonzero: np.ndarray  # (hidden layers,) spikes before t_max (non-zero values)
+    neurons: np.ndarray  # (hidden layers,) neurons per sample
+    synaptic_events: float  # total over samples
+    certified: int = 0
+    fallback: int = 0
+    max_time_error: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (hidden layers,) vs ReLU
+    spike_times: list = field(default_factory=list)  # per hidden layer (N, *shape) when recorded
+    engine: str = "fast"
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.logits)
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.argmax(self.logits, axis=1)
+
+    @staticmethod
+    def concat(parts: list["Simulation"]) -> "Simulation":
+        """Gather the simulations of consecutive parts of a data set."""
+        if not parts:
+            raise ValueError("nothing to gather")
+        first = parts[0]
+        errs = [p.max_time_error for p in parts if p.max_time_error.size]
+        return Simulation(
+            logits=np.concatenate([p.logits for p in parts]),
+            deviating=sum(p.deviating for p in parts),
+            spikes=sum(p.spikes for p in parts),
+            nonzero=sum(p.nonzero for p in parts),
+            neurons=first.neurons,
+            synaptic_events=float(sum(p.synaptic_events for p in parts)),
+            certified=int(sum(p.certified for p in parts)),
+            fallback=int(sum(p.fallback for p in parts)),
+            max_time_error=np.max(errs, axis=0) if len(errs) == len(parts) else np.zeros(0),
+            spike_times=[np.concatenate(ts) for ts in zip(*[p.spike_times for p in parts])]
+            if all(p.spike_times for p in parts) else [],
+            engine=first.engine,
+        )
+
+
+# --------------------------------------------------------------------------- event-driven
+
+
+def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
+    """First time V reaches ϑ, for neurons sharing sorted input times.
+
+    tau (P, F) sorted input times (already ≥ t_start), w (P, F, C) their weights J in the
+    same order, alpha and theta (P, C).  V is piecewise linear: on the segment that starts
+    at event k, V_k = α(τ_k − t_start) + τ_k C_k − D_k with C_k = Σ_{m≤k} w_m,
+    D_k = Σ_{m≤k} w_m τ_m, and slope α + C_k.  Returns (P, C), +inf where V never reaches ϑ.
+    """
+    P, F = tau.shape
+    C = w.shape[2]
+    zeros = np.zeros((P, 1, C))
+    cum_w = np.concatenate([zeros, np.cumsum(w, axis=1)], axis=1)
+    cum_wt = np.concatenate([zeros, np.cumsum(w * tau[:, :, None], axis=1)], axis=1)
+    start = np.concatenate([np.full((P, 1), t_start), tau], axis=1)[:, :, None]
+    end = np.concatenate([tau, np.full((P, 1), np.inf)], axis=1)[:, :, None]
+    a = alpha[:, None, :]
+    th = theta[:, None, :]
+    v = a * (start - t_start) + start * cum_w - cum_wt
+    slope = a + cum_w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cand = start + (th - v) / slope
+    inside = (v < th) & (slope > 0) & (cand <= end)
+    crossing = np.where(inside, cand, np.inf).min(axis=1)
+    # A crossing exactly at a segment boundary may be lost to round-off on both sides;
+    # V ≥ ϑ at a segment's start then dates it.
+    reached = np.where(v >= th, start, np.inf).min(axis=1)
+    return np.minimum(crossing, reached)
+
+
+def _patch_index(layer, positions):
+    """Row and column indices of the receptive fields of conv output ``positions`` (K, 2)."""
+    kh, kw = layer.weight.shape[:2]
+    rows = positions[:, 0:1] * layer.strides[0] + np.arange(kh)[None, :] * layer.dilation[0]
+    cols = positions[:, 1:2] * layer.strides[1] + np.arange(kw)[None, :] * layer.dilation[1]
+    return rows[:, :, None], cols[:, None, :]
+
+
+def _event_layer(sl: SpikingLayer, tp: np.ndarray) -> np.ndarray:
+    """Event-driven first crossings of every neuron of a layer; ``tp`` padded input times."""
+    layer = sl.layer
+    J = sl.J.reshape(-1, layer.channels)
+    out = np.empty((len(tp),) + layer.output_shape)
+    alpha = np.broadcast_to(sl.alpha, layer.output_shape).reshape(-1, layer.channels)
+    theta = np.broadcast_to(sl.threshold, layer.output_shape).reshape(-1, layer.channels)
+    F, C = J.shape
+    step = max(1, _CHUNK // (F * C))
+    for b in range(len(tp)):
+        if layer.kind == "dense":
+            times = tp[b].reshape(1, -1)
+        else:
+            ho, wo, _ = layer.output_shape
+            grid = np.stack(np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"), -1).reshape(-1, 2)
+            rows, cols = _patch_index(layer, grid)
+            times = tp[b][rows, cols, :].reshape(len(grid), -1)
+        times = np.maximum(times, sl.t_start)
+        order = np.argsort(times, axis=1, kind="stable")
+        tau = np.take_along_axis(times, order, axis=1)
+        res = np.empty((len(times), C))
+        for s in range(0, len(times), step):
+            w = J[order[s : s + step]]
+            res[s : s + step] = first_crossings(tau[s : s + step], w, alpha[s : s + step], theta[s : s + step], sl.t_start)
+        out[b] = res.reshape(layer.output_shape)
+    return np.minimum(out, sl.t_max)
+
+
+def _event_neurons(sl: SpikingLayer, tp: np.ndarray, index: tuple) -> np.ndarray:
+    """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel)."""
+    layer = sl.layer
+    b, c = index[0], index[-1]
+    J = sl.J.reshape(-1, layer.channels)
+    alpha = np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]]
+    theta = np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]]
+    F = J.shape[0]
+    out = np.empty(len(b))
+    step = max(1, _CHUNK // F)
+    for s in range(0, len(b), step):
+        sel = slice(s, s + step)
+        if layer.kind == "dense":
+            times = tp[b[sel]]
+        else:
+            rows, cols = _patch_index(layer, np.stack([index[1][sel], index[2][sel]], 1))
+            times = tp[b[sel][:, None, None], rows, cols, :].reshape(len(b[sel]), -1)
+        times = np.maximum(times, sl.t_start)
+        order = np.argsort(times, axis=1, kind="stable")
+        tau = np.take_along_axis(times, order, axis=1)
+        w = np.take_along_axis(J[:, c[sel]].T, order, axis=1)[:, :, None]
+        out[sel] = first_crossings(tau, w, alpha[sel][:, None], theta[sel][:, None], sl.t_start)[:, 0]
+    return np.minimum(out, sl.t_max)
+
+
+# --------------------------------------------------------------------------- one layer
+
+
+def _padded_times(sl: SpikingLayer, t_in) -> np.ndarray:
+    """Input spike times with padded taps spiking at t_min^(n) (= value 0), flattened for dense."""
+    layer = sl.layer
+    if layer.kind == "dense":
+        return np.asarray(t_in, np.float64).reshape(len(t_in), -1)
+    return np.asarray(layer.padded(t_in, sl.t_min))
+
+
+def _synaptic_sum(layer, tp_values, weight) -> np.ndarray:
+    if layer.kind == "dense":
+        return tp_values @ weight.reshape(tp_values.shape[1], -1)
+    return ops.conv2d(tp_values, weight, layer.strides, layer.dilation).numpy()
+
+
+def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: bool = False):
+    """Spike times of a hidden layer given its input spike times.
+
+    Returns (spikes, ideal, certified, fallback) where ideal = t_max − ReLU(W x̂ + b) with
+    x̂ = t_min − t_j the values the actual inputs code.
+    """
+    layer = sl.layer
+    tp = _padded_times(sl, t_in)
+    s = layer.weight_sum
+    one_minus = 1.0 - s
+    j_sum = s / one_minus
+    w_x = _synaptic_sum(layer, sl.t_min - tp, layer.weight)
+    ideal = sl.t_max - np.maximum(w_x + layer.bias, 0.0)
+    if engine == "event":
+        spikes = _event_layer(sl, tp)
+        return spikes, ideal, 0, spikes.size
+    if engine != "fast":
+        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
+    alpha, theta = sl.alpha, sl.threshold
+    closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
+    spikes = np.minimum(closed, sl.t_max)
+    batch = len(tp)
+    j_pos_sum = np.maximum(layer.weight, 0.0).reshape(-1, layer.channels).sum(0) / one_minus
+    if noisy_inputs:
+        # Inputs may arrive after t_min^(n): the bound runs to the sample's last input.
+        T = np.maximum(tp.reshape(batch, -1).max(axis=1), sl.t_min).reshape((batch,) + (1,) * len(layer.output_shape))
+        certified = np.zeros((batch,) + layer.output_shape, bool)
+        channels = np.arange(layer.channels)
+    else:
+        T = sl.t_min
+        width = sl.t_min - sl.t_start
+        certified = np.broadcast_to(alpha * width + j_pos_sum * width < theta, (batch,) + layer.output_shape).copy()
+        channels = np.flatnonzero(~certified.reshape(-1, layer.channels).all(axis=0))
+    if channels.size:
+        w_pos = np.maximum(layer.weight[..., channels], 0.0) / one_minus[channels]
+        reach = T - np.maximum(tp, sl.t_start)
+        bound = alpha[..., channels] * (T - sl.t_start) + _synaptic_sum(layer, reach, w_pos)
+        certified[..., channels] |= bound < theta[..., channels]
+    index = np.nonzero(~certified)
+    if index[0].size:
+        spikes[index] = _event_neurons(sl, tp, index)
+    return spikes, ideal, int(certified.sum()), int(index[0].size)
+
+
+def readout(out: SpikingLayer, t_in) -> np.ndarray:
+    """Potential of the read-out neurons at t_min^(L): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)^+."""
+    tp = _padded_times(out, t_in)
+    values = out.t_min - np.clip(tp, out.t_start, out.t_min)
+    return out.alpha * (out.t_min - out.t_start) + _synaptic_sum(out.layer, values, out.layer.weight)
+
+
+# --------------------------------------------------------------------------- network
+
+
+def simulate(
+    net: SpikingNetwork,
+    x,
+    *,
+    engine: str = "fast",
+    noise_sigma: float = 0.0,
+    noise_seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = False,
+    sample_offset: int = 0,
+    record: bool = False,
+    relu_reference: bool = False,
+) -> Simulation:
+    """Run the spiking network on raw inputs ``x`` (the domain the original model takes).
+
+    ``noise_sigma`` adds N(0, σ²) to every spike time (inputs too, clipped at ≥ 0); the
+    noise of sample k is drawn from ``(noise_seed, sample_offset + k)``, so splitting a data
+    set into parts gives the same result as one run.  ``relu_reference`` also runs the
+    scaled ReLU network and reports max |t_spike − (t_max − x)| per layer.
+    """
+    x = np.asarray(x)
+    net.input_times(x[:1]) if len(x) else None
+    hidden = net.hidden_layers
+    n_hidden = len(hidden)
+    deviating = np.zeros(n_hidden, np.int64)
+    spikes_total = np.zeros(n_hidden, np.int64)
+    nonzero = np.zeros(n_hidden, np.int64)
+    max_err = np.zeros(n_hidden)
+    certified = fallback = 0
+    logits, recorded = [], [[] for _ in hidden]
+    starts = range(0, len(x), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc=f"simulate ({engine})", unit="batch")
+    for start in starts:
+        xb = np.asarray(x[start : start + batch_size], np.float64)
+        rngs = [np.random.default_rng([noise_seed, sample_offset + start + k]) for k in range(len(xb))] if noise_sigma > 0 else None
+        t = net.input_times(xb)
+        if rngs:
+            t = np.maximum(t + _noise(rngs, t.shape[1:], noise_sigma), 0.0)
+        if relu_reference:
+            h = (xb - net.input_range[0]) / (net.input_range[1] - net.input_range[0])
+            for pool in net.input_pools:
+                h = pool.on_values(h)
+        for pool in net.input_pools:
+            t = pool.on_times(t)
+        for n, sl in enumerate(hidden):
+            spikes, ideal, cert, fall = layer_spikes(sl, t, engine, noisy_inputs=noise_sigma > 0)
+            certified += cert
+            fallback += fall
+            tol = 1e-9 * max(1.0, abs(sl.t_max))
+            deviating[n] += int((np.abs(spikes - ideal) > tol).sum())
+            spikes_total[n] += spikes.size
+            nonzero[n] += int((spikes < sl.t_max - tol).sum())
+            if relu_reference:
+                h = np.maximum(sl.layer.apply(h), 0.0)
+                max_err[n] = max(max_err[n], float(np.abs(spikes - (sl.t_max - h)).max(initial=0.0)))
+                for pool in sl.layer.pools:
+                    h = np.asarray(pool.on_values(h))
+            if rngs:
+                spikes = spikes + _noise(rngs, spikes.shape[1:], noise_sigma)
+            if record:
+                recorded[n].append(spikes)
+            t = spikes
+            for pool in sl.layer.pools:
+                t = np.asarray(pool.on_times(t))
+        logits.append(readout(net.output, t))
+    n_out = net.output.layer.output_shape
+    return Simulation(
+        logits=np.concatenate(logits) if logits else np.zeros((0,) + n_out),
+        deviating=deviating,
+        spikes=spikes_total,
+        nonzero=nonzero,
+        neurons=np.array([sl.neurons for sl in hidden], np.int64),
+        synaptic_events=float(len(x) * sum(sl.layer.synapses for sl in net.layers)),
+        certified=certified,
+        fallback=fallback,
+        max_time_error=max_err if relu_reference else np.zeros(0),
+        spike_times=[np.concatenate(r) for r in recorded] if record and logits else [],
+        engine=engine,
+    )
+
+
+def _noise(rngs, shape, sigma) -> np.ndarray:
+    return np.stack([rng.normal(0.0, sigma, size=shape) for rng in rngs])

@@ -1,0 +1,189 @@
+"""Phase 2: the single-spike network of the α-model (DESIGN §2).
+
+Layer n's neurons integrate from t_min^(n-1) with
+    dV_i/dt = α_i H(t − t_min^(n-1)) + Σ_j J_ij H(t − t_j),   V_i(t_min^(n-1)) = 0,
+fire once when V_i reaches ϑ_i, and at the latest at t_max^(n).  With the parameters of
+:func:`spiking_network` the spike comes at t_max^(n) − ReLU(W x + b)_i.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .preprocess import AffineLayer, PreprocessedNetwork
+from .serialize import register
+
+
+@register
+@dataclass
+class SpikingLayer:
+    """A layer of single-spike neurons (``hidden``) or the non-spiking read-out layer.
+
+    ``layer`` holds the scaled weights W and bias b (and the geometry); the synaptic
+    weights are J = α W / (1 − Σ_j W_ij) (:attr:`J`).  Hidden neurons fire in
+    [t_min, t_max]; their potential starts at ``t_start`` = t_min of the previous layer.
+    ``threshold`` ϑ and ``alpha`` α have the layer's output shape.  For the read-out,
+    ``alpha`` = b / (t_min − t_start) and the potential at t_min is the logit.
+    """
+
+    layer: AffineLayer
+    t_start: float
+    t_min: float
+    t_max: float
+    threshold: np.ndarray
+    alpha: np.ndarray
+
+    @property
+    def hidden(self) -> bool:
+        return self.layer.relu
+
+    @property
+    def window(self) -> float:
+        """B_n = t_max^(n) − t_min^(n)."""
+        return self.t_max - self.t_min
+
+    @property
+    def J_sum(self) -> np.ndarray:
+        """Σ_j J_ij per output channel for α = 1: S / (1 − S)."""
+        s = self.layer.weight_sum
+        return s / (1.0 - s)
+
+    @property
+    def J(self) -> np.ndarray:
+        """J_ij = W_ij / (1 − Σ_j W_ij) for α = 1 (eq. of DESIGN §2)."""
+        return self.layer.weight / (1.0 - self.layer.weight_sum)
+
+    @property
+    def neurons(self) -> int:
+        return int(np.prod(self.layer.output_shape))
+
+
+@register
+@dataclass
+class SpikingNetwork:
+    """The converted network: input coding, spiking layers and the read-out.
+
+    Inputs x in the raw domain become spikes at t = 1 − (x − p)/(q − p) in [t_min^(0),
+    t_max^(0)] = [0, 1].  ``scaled`` keeps the Phase 1 network the layers were built from.
+    """
+
+    input_shape: tuple
+    input_range: tuple
+    input_pools: list
+    layers: list
+    X: np.ndarray
+    zeta: float
+    alpha_sigma: float = 0.0
+    alpha_seed: int = 0
+    neuron: str = "alpha"
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        self.input_range = tuple(float(v) for v in self.input_range)
+        self.X = np.asarray(self.X, np.float64)
+
+    @property
+    def hidden_layers(self) -> list:
+        return [l for l in self.layers if l.hidden]
+
+    @property
+    def output(self) -> SpikingLayer:
+        return self.layers[-1]
+
+    @property
+    def latency(self) -> float:
+        """t_min^(L) = 1 + Σ_{n<L} B_n: when the logits are read."""
+        return self.output.t_min
+
+    @property
+    def hidden_neurons(self) -> int:
+        return sum(l.neurons for l in self.hidden_layers)
+
+    @property
+    def relu_macs(self) -> int:
+        return sum(l.layer.macs for l in self.layers)
+
+    def input_times(self, x) -> np.ndarray:
+        """t = 1 − (x − p)/(q − p)."""
+        p, q = self.input_range
+        x = np.asarray(x, np.float64)
+        if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
+            raise ValueError(f"inputs have shape {x.shape[1:]}, the network expects {self.input_shape}")
+        return 1.0 - (x - p) / (q - p)
+
+    def simulate(self, x, **kwargs):
+        """Spike times and logits for inputs ``x``; see :func:`exactsnn.simulate.simulate`."""
+        from .simulate import simulate
+
+        return simulate(self, x, **kwargs)
+
+    def predict(self, x, **kwargs) -> np.ndarray:
+        """Float64 logits of the spiking network (potentials of the read-out at t_min^(L))."""
+        return self.simulate(x, **kwargs).logits
+
+    def save(self, path) -> None:
+        from .serialize import save
+
+        save(self, path)
+
+    def scaled_network(self) -> PreprocessedNetwork:
+        """The Phase 1 network this SNN computes exactly."""
+        return PreprocessedNetwork(
+            self.input_shape, self.input_range, [l.layer for l in self.layers], self.input_pools, self.X
+        )
+
+
+def time_windows(X: np.ndarray, zeta: float) -> list[tuple[float, float, float]]:
+    """(t_start, t_min, t_max) per hidden layer: t_min^(0) = 0, t_max^(0) = 1,
+    t_min^(n) = t_max^(n-1), t_max^(n) = t_min^(n) + (1 + ζ) X_n."""
+    windows, t_prev_min, t_prev_max = [], 0.0, 1.0
+    for x_n in np.asarray(X, np.float64):
+        t_min = t_prev_max
+        t_max = t_min + (1.0 + zeta) * float(x_n)
+        windows.append((t_prev_min, t_min, t_max))
+        t_prev_min, t_prev_max = t_min, t_max
+    return windows
+
+
+def thresholds(layer: AffineLayer, t_start: float, t_min: float, t_max: float, alpha: float = 1.0) -> np.ndarray:
+    """ϑ_i = α (t_max^(n) − t_min^(n-1)) + B_n Σ_j J_ij − (α + Σ_j J_ij) b_i  (per position for bias maps)."""
+    s = layer.weight_sum
+    j_sum = alpha * s / (1.0 - s)
+    return alpha * (t_max - t_start) + (t_max - t_min) * j_sum - (alpha + j_sum) * layer.bias
+
+
+def spiking_network(
+    prep: PreprocessedNetwork, *, zeta: float = 0.5, alpha_sigma: float = 0.0, alpha_seed: int = 0
+) -> SpikingNetwork:
+    """Build the α-model SNN from the scaled network (Phase 2).
+
+    Windows from X_n and ζ (:func:`time_windows`), J and ϑ for α = 1 (:func:`thresholds`).
+    With ``alpha_sigma`` > 0 each hidden neuron gets α_i = 1 + N(0, σ_α²), drawn once from
+    ``alpha_seed``, while J and ϑ stay those of α = 1 (device mismatch).  The read-out has
+    α_i = b_i / (t_min^(L) − t_min^(L-1)), so its potential at t_min^(L) is b + W x.
+    """
+    if len(prep.X) != len(prep.hidden):
+        raise ValueError("the preprocessed network has no X_n for its hidden layers; run preprocess first")
+    if np.any(prep.X < 0):
+        raise ValueError("X_n must be non-negative")
+    if any(s >= 1.0 for l in prep.hidden for s in l.weight_sum):
+        raise ValueError("a hidden neuron has Σ_j W_ij ≥ 1; scale the weights first (scale_weights)")
+    rng = np.random.default_rng(alpha_seed)
+    layers, windows = [], time_windows(prep.X, zeta)
+    for layer, (t_start, t_min, t_max) in zip(prep.hidden, windows):
+        theta = thresholds(layer, t_start, t_min, t_max)
+        alpha = np.ones(layer.output_shape)
+        if alpha_sigma > 0:
+            alpha = alpha + rng.normal(0.0, alpha_sigma, size=alpha.shape)
+        layers.append(SpikingLayer(layer, t_start, t_min, t_max, np.broadcast_to(theta, layer.output_shape).copy(), alpha))
+    out = prep.layers[-1]
+    t_start, t_min = (windows[-1][1], windows[-1][2]) if windows else (0.0, 1.0)
+    width = t_min - t_start
+    alpha_out = out.bias / width if width > 0 else np.zeros_like(out.bias)
+    layers.append(SpikingLayer(out, t_start, t_min, t_min, np.full(out.output_shape, np.nan), alpha_out))
+    return SpikingNetwork(
+        prep.input_shape, prep.input_range, prep.input_pools, layers, prep.X, float(zeta),
+        float(alpha_sigma), int(alpha_seed),
+    )
