@@ -105,13 +105,14 @@ def load(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            if _META_KEY not in archive.files:
-                raise ValueError(f"{path}: not an exactsnn file (no {_META_KEY} entry)")
-            doc = json.loads(archive[_META_KEY].tobytes().decode("utf-8"))
-            arrays = {k: archive[k] for k in archive.files if k != _META_KEY}
+        archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
-        if isinstance(err, ValueError) and "exactsnn" in str(err):
-            raise
-        raise ValueError(f"{path}: cannot read as an exactsnn .npz file ({err})") from err
+        raise ValueError(f"{path}: not an exactsnn .npz file ({err})") from err
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: not an exactsnn .npz file (a single array)")
+    with archive:
+        if _META_KEY not in archive.files:
+            raise ValueError(f"{path}: not an exactsnn .npz file (no {_META_KEY} entry)")
+        doc = json.loads(archive[_META_KEY].tobytes().decode("utf-8"))
+        arrays = {k: archive[k] for k in archive.files if k != _META_KEY}
     return _decode(doc, arrays)

@@ -33,8 +33,9 @@ class Simulation:
     """What one simulation run produced.
 
     Counts are totals over the samples; per-layer arrays are indexed by hidden layer.
-    A spike *deviates* when it is not at t_max − ReLU(W x̂ + b), x̂ the values its actual
-    input spikes code (an early crossing, or a value beyond the window).
+    A spike *deviates* when it is not at t_max − ReLU(W x̂ + b) inside the window
+    [t_min, t_max], x̂ the values its actual input spikes code (an early crossing, or a
+    value beyond the window B_n).
     """
 
     logits: np.ndarray  # (N, classes)
@@ -88,7 +89,7 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
 
     tau (P, F) sorted input times (already ≥ t_start), w (P, F, C) their weights J in the
     same order, alpha and theta (P, C).  V is piecewise linear: on the segment that starts
-    at event k, V_k = α(τ_k − t_start) + τ_k C_k − D_k with C_k = Σ_{m≤k} w_m,
+    at event k, V(t) = α(t − t_start) + t C_k − D_k with C_k = Σ_{m≤k} w_m,
     D_k = Σ_{m≤k} w_m τ_m, and slope α + C_k.  Returns (P, C), +inf where V never reaches ϑ.
     """
     P, F = tau.shape
@@ -103,7 +104,9 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     v = a * (start - t_start) + start * cum_w - cum_wt
     slope = a + cum_w
     with np.errstate(divide="ignore", invalid="ignore"):
-        cand = start + (th - v) / slope
+        # V(t) = α(t − t_start) + t C_k − D_k = ϑ solved directly, without the
+        # cancellation of start + (ϑ − V_k)/slope; the same expression as the closed form.
+        cand = (th + a * t_start + cum_wt) / slope
     inside = (v < th) & (slope > 0) & (cand <= end)
     crossing = np.where(inside, cand, np.inf).min(axis=1)
     # A crossing exactly at a segment boundary may be lost to round-off on both sides;
@@ -193,8 +196,9 @@ def _synaptic_sum(layer, tp_values, weight) -> np.ndarray:
 def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: bool = False):
     """Spike times of a hidden layer given its input spike times.
 
-    Returns (spikes, ideal, certified, fallback) where ideal = t_max − ReLU(W x̂ + b) with
-    x̂ = t_min − t_j the values the actual inputs code.
+    Returns (spikes, ideal, certified, fallback) where ideal = t_max − min(ReLU(W x̂ + b), B_n)
+    with x̂ = t_min − t_j the values the actual inputs code: a spike elsewhere, or outside
+    the window [t_min, t_max], deviates.
     """
     layer = sl.layer
     tp = _padded_times(sl, t_in)
@@ -202,7 +206,7 @@ def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: boo
     one_minus = 1.0 - s
     j_sum = s / one_minus
     w_x = _synaptic_sum(layer, sl.t_min - tp, layer.weight)
-    ideal = sl.t_max - np.maximum(w_x + layer.bias, 0.0)
+    ideal = sl.t_max - np.clip(w_x + layer.bias, 0.0, sl.window)
     if engine == "event":
         spikes = _event_layer(sl, tp)
         return spikes, ideal, 0, spikes.size

@@ -137,11 +137,18 @@ class SpikingNetwork:
 
 def time_windows(X: np.ndarray, zeta: float) -> list[tuple[float, float, float]]:
     """(t_start, t_min, t_max) per hidden layer: t_min^(0) = 0, t_max^(0) = 1,
-    t_min^(n) = t_max^(n-1), t_max^(n) = t_min^(n) + (1 + ζ) X_n."""
+    t_min^(n) = t_max^(n-1), t_max^(n) = t_min^(n) + (1 + ζ) X_n.
+
+    A layer that is silent on the whole sample (X_n = 0) gets the window of X_n = 1: a
+    zero-width window would leave the next layer (the read-out in particular) no time for
+    its α current to integrate the bias.
+    """
+    if not zeta > -1.0:
+        raise ValueError(f"zeta must be > -1 (the window (1 + zeta) X_n must be positive), got {zeta}")
     windows, t_prev_min, t_prev_max = [], 0.0, 1.0
     for x_n in np.asarray(X, np.float64):
         t_min = t_prev_max
-        t_max = t_min + (1.0 + zeta) * float(x_n)
+        t_max = t_min + (1.0 + zeta) * (float(x_n) if x_n > 0 else 1.0)
         windows.append((t_prev_min, t_min, t_max))
         t_prev_min, t_prev_max = t_min, t_max
     return windows
@@ -180,8 +187,7 @@ def spiking_network(
         layers.append(SpikingLayer(layer, t_start, t_min, t_max, np.broadcast_to(theta, layer.output_shape).copy(), alpha))
     out = prep.layers[-1]
     t_start, t_min = (windows[-1][1], windows[-1][2]) if windows else (0.0, 1.0)
-    width = t_min - t_start
-    alpha_out = out.bias / width if width > 0 else np.zeros_like(out.bias)
+    alpha_out = out.bias / (t_min - t_start)
     layers.append(SpikingLayer(out, t_start, t_min, t_min, np.full(out.output_shape, np.nan), alpha_out))
     return SpikingNetwork(
         prep.input_shape, prep.input_range, prep.input_pools, layers, prep.X, float(zeta),

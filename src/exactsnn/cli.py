@@ -1,0 +1,163 @@
+"""Command line: ``exactsnn convert | predict | inspect | caffe2keras``.
+
+Bad input (a missing file, an array of the wrong shape or dtype, a layer the mapping
+cannot represent) ends with one line on stderr and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class CLIError(Exception):
+    """An input problem to report in one line."""
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise CLIError(f"{path}: no such file ({what})")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as err:  # numpy raises several types for non-.npy content
+        raise CLIError(f"{path}: not a NumPy .npy array ({err})") from err
+    if not isinstance(arr, np.ndarray):
+        raise CLIError(f"{path}: expected a single .npy array, got an archive")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise CLIError(f"{path}: {what} must be numeric, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _load_network(path: str):
+    from . import load
+    from .spiking import SpikingNetwork
+
+    try:
+        net = load(path)
+    except (FileNotFoundError, ValueError, OSError) as err:
+        raise CLIError(str(err)) from err
+    if not isinstance(net, SpikingNetwork):
+        raise CLIError(f"{path}: holds a {type(net).__name__}, not a spiking network")
+    return net
+
+
+def _check_shape(x: np.ndarray, shape: tuple, path: str) -> None:
+    if x.shape[1:] != tuple(shape):
+        raise CLIError(f"{path}: arrays of shape (N, {', '.join(map(str, shape))}) expected, got {x.shape}")
+
+
+def cmd_convert(args) -> None:
+    import keras
+
+    from . import convert
+
+    if not Path(args.model).is_file():
+        raise CLIError(f"{args.model}: no such file (Keras model)")
+    try:
+        model = keras.models.load_model(args.model, compile=False)
+    except Exception as err:
+        raise CLIError(f"{args.model}: cannot load as a Keras model ({err})") from err
+    sample = _load_array(args.sample, "training sample")
+    _check_shape(sample, model.inputs[0].shape[1:], args.sample)
+    net = convert(model, sample, input_range=tuple(args.input_range), zeta=args.zeta, lower=args.lower, upper=args.upper)
+    net.save(args.output)
+    print(f"wrote {args.output}: {len(net.hidden_layers)} spiking layers, {net.hidden_neurons} neurons, latency {net.latency:.6g}")
+
+
+def cmd_predict(args) -> None:
+    from .serialize import atomic_path
+
+    net = _load_network(args.network)
+    x = _load_array(args.inputs, "inputs")
+    _check_shape(x, net.input_shape, args.inputs)
+    sim = net.simulate(x, engine=args.engine, batch_size=args.batch_size, progress=sys.stderr.isatty())
+    path, tmp = atomic_path(args.output)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, logits=sim.logits, predictions=sim.predictions)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    print(f"wrote {args.output}: {sim.n_samples} samples, {int(sim.deviating.sum())} deviating spikes")
+
+
+def cmd_inspect(args) -> None:
+    net = _load_network(args.network)
+    p, q = net.input_range
+    print(f"input {net.input_shape}, range [{p:g}, {q:g}], zeta {net.zeta:g}, neuron model {net.neuron}")
+    print(f"{'layer':<24}{'kind':<7}{'shape':<16}{'neurons':>9}{'t_start':>10}{'t_min':>10}{'t_max':>10}{'X_n':>10}{'threshold':>24}")
+    for i, sl in enumerate(net.layers):
+        shape = "x".join(map(str, sl.layer.output_shape))
+        if sl.hidden:
+            th = f"[{np.min(sl.threshold):.4g}, {np.max(sl.threshold):.4g}]"
+            x_n = f"{net.X[i]:.4g}"
+        else:
+            th, x_n = "read-out", "-"
+        print(f"{sl.layer.name:<24}{sl.layer.kind:<7}{shape:<16}{sl.neurons:>9}{sl.t_start:>10.4g}{sl.t_min:>10.4g}{sl.t_max:>10.4g}{x_n:>10}{th:>24}")
+    print(f"hidden neurons {net.hidden_neurons}, latency t_min^(L) = {net.latency:.6g}, ReLU MACs {net.relu_macs}")
+
+
+def cmd_caffe2keras(args) -> None:
+    from .importers.caffe import main_caffe2keras
+
+    for path in (args.prototxt, args.caffemodel):
+        if not Path(path).is_file():
+            raise CLIError(f"{path}: no such file")
+    main_caffe2keras(args.prototxt, args.caffemodel, args.output)
+    print(f"wrote {args.output}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="exactsnn", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("convert", help="map a Keras ReLU model to its exact SNN")
+    c.add_argument("model", help="trained Keras model (.keras)")
+    c.add_argument("sample", help="training sample for X_n (.npy, raw input domain)")
+    c.add_argument("-o", "--output", required=True, help="spiking network to write (.npz)")
+    c.add_argument("--input-range", nargs=2, type=float, default=(0.0, 1.0), metavar=("P", "Q"))
+    c.add_argument("--zeta", type=float, default=0.5, help="time-window margin ζ (default 0.5)")
+    c.add_argument("--lower", type=float, default=-10.0, help="lower bound of Σ_j W_ij (default -10)")
+    c.add_argument("--upper", type=float, default=0.99, help="upper bound of Σ_j W_ij (default 0.99)")
+    c.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("predict", help="simulate the SNN on inputs")
+    p.add_argument("network", help="spiking network (.npz)")
+    p.add_argument("inputs", help="inputs (.npy, raw input domain)")
+    p.add_argument("-o", "--output", required=True, help="output .npz with arrays logits and predictions")
+    p.add_argument("--engine", choices=("fast", "event"), default="fast")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.set_defaults(func=cmd_predict)
+
+    i = sub.add_parser("inspect", help="print windows, X_n, thresholds and neuron counts")
+    i.add_argument("network", help="spiking network (.npz)")
+    i.set_defaults(func=cmd_inspect)
+
+    k = sub.add_parser("caffe2keras", help="convert a Caffe VGG (prototxt + caffemodel) to a Keras model")
+    k.add_argument("prototxt")
+    k.add_argument("caffemodel")
+    k.add_argument("-o", "--output", required=True, help="Keras model to write (.keras)")
+    k.set_defaults(func=cmd_caffe2keras)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CLIError, FileNotFoundError) as err:
+        print(f"exactsnn: error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # unsupported layers, bad ranges, shape mismatches
+        print(f"exactsnn: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The event-driven solver against a brute-force potential, and early crossings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import exactsnn
+from exactsnn.simulate import first_crossings
+
+keras = pytest.importorskip("keras")
+
+
+def brute_force_first_crossing(times, weights, alpha, theta, t_start, t_end, dt=1e-5):
+    """First grid time where V(t) = α(t − t_start) + Σ_j J_j (t − max(t_j, t_start))^+ reaches ϑ."""
+    grid = np.arange(t_start, t_end + dt, dt)
+    tj = np.maximum(times, t_start)
+    v = alpha * (grid - t_start) + (weights[None, :] * np.maximum(grid[:, None] - tj[None, :], 0.0)).sum(1)
+    hit = np.flatnonzero(v >= theta)
+    return grid[hit[0]] if hit.size else np.inf
+
+
+def test_first_crossings_match_a_brute_force_potential():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        f = rng.integers(1, 8)
+        times = rng.uniform(0, 2, f)
+        w = rng.normal(0, 1.5, f)
+        alpha = rng.uniform(0.2, 1.5)
+        theta = rng.uniform(-0.2, 3)
+        order = np.argsort(times)
+        got = first_crossings(times[order][None], w[order][None, :, None], np.array([[alpha]]), np.array([[theta]]), 0.0)[0, 0]
+        want = brute_force_first_crossing(times, w, alpha, theta, 0.0, 6.0)
+        if np.isinf(want):
+            assert got > 6.0 - 1e-5
+        else:
+            assert abs(got - want) <= 2e-5
+
+
+def _early_crossing_model():
+    L = keras.layers
+    model = keras.Sequential([keras.Input((2,)), L.Dense(1, activation="relu"), L.Dense(1)])
+    # Σ W = 0.5 needs no scaling; the late input (value 0) has the positive weight.
+    model.layers[0].set_weights([np.array([[2.0], [-1.5]]), np.array([2.3])])
+    model.layers[1].set_weights([np.array([[1.0]]), np.array([0.0])])
+    return model
+
+
+@pytest.mark.parametrize("engine", ["fast", "event"])
+def test_a_neuron_crossing_before_its_last_input_is_reported(engine):
+    model = _early_crossing_model()
+    x = np.array([[0.0, 1.0]])  # x1 = 0 spikes at t = 1 (late), x2 = 1 at t = 0 (early)
+    snn = exactsnn.convert(model, x)
+    sl = snn.hidden_layers[0]
+    relu_value = max(2.3 - 1.5, 0.0)
+    sim = snn.simulate(x, engine=engine, record=True)
+    spike = sim.spike_times[0][0, 0]
+    # The real neuron: potential from t_min^(0) = 0 with the inputs' actual times.
+    J = sl.J[:, 0]
+    want = brute_force_first_crossing(np.array([1.0, 0.0]), J, 1.0, sl.threshold[0], 0.0, sl.t_max)
+    assert spike < sl.t_max - relu_value - 1e-3  # earlier than the ReLU value says
+    assert abs(spike - want) <= 2e-5
+    assert sim.deviating[0] == 1
+    assert sim.fallback >= 1
+
+
+def test_window_overflow_is_counted():
+    L = keras.layers
+    model = keras.Sequential([keras.Input((1,)), L.Dense(1, activation="relu"), L.Dense(1)])
+    model.layers[0].set_weights([np.array([[0.5]]), np.array([0.0])])
+    model.layers[1].set_weights([np.array([[1.0]]), np.array([0.0])])
+    snn = exactsnn.convert(model, np.array([[0.1]]))  # X_1 = 0.05, window 0.075
+    sim = snn.simulate(np.array([[1.0]]))  # value 0.5 does not fit the window
+    assert sim.deviating[0] == 1
+
+
+def test_noise_is_reproducible_and_independent_of_batching():
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.Dense(5, activation="relu"), L.Dense(3)])
+    x = np.random.default_rng(1).uniform(0, 1, (12, 6))
+    snn = exactsnn.convert(model, x)
+    a = snn.simulate(x, noise_sigma=0.01, noise_seed=4, batch_size=12, record=True)
+    b = snn.simulate(x, noise_sigma=0.01, noise_seed=4, batch_size=5, record=True)
+    c = snn.simulate(x, noise_sigma=0.01, noise_seed=5, batch_size=12)
+    d = snn.simulate(x[5:], noise_sigma=0.01, noise_seed=4, sample_offset=5)
+    e = snn.simulate(x, noise_sigma=0.01, noise_seed=4, engine="event", record=True)
+    assert np.array_equal(a.logits, b.logits)
+    assert not np.array_equal(a.logits, c.logits)
+    np.testing.assert_array_equal(d.logits, a.logits[5:])
+    for s1, s2, sl in zip(a.spike_times, e.spike_times, snn.hidden_layers):
+        assert np.abs(s1 - s2).max() <= 1e-12 * max(1.0, sl.t_max)
+
+
+def test_alpha_noise_changes_spikes_but_not_parameters():
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.Dense(3)])
+    x = np.random.default_rng(1).uniform(0, 1, (10, 6))
+    clean = exactsnn.convert(model, x)
+    noisy = exactsnn.convert(model, x, alpha_sigma=1e-3, alpha_seed=7)
+    again = exactsnn.convert(model, x, alpha_sigma=1e-3, alpha_seed=7)
+    np.testing.assert_array_equal(noisy.hidden_layers[0].threshold, clean.hidden_layers[0].threshold)
+    np.testing.assert_array_equal(noisy.hidden_layers[0].alpha, again.hidden_layers[0].alpha)
+    assert np.abs(noisy.hidden_layers[0].alpha - 1).max() > 0
+    fast = noisy.simulate(x, record=True)
+    event = noisy.simulate(x, engine="event", record=True)
+    assert np.abs(fast.spike_times[0] - event.spike_times[0]).max() <= 1e-12 * noisy.hidden_layers[0].t_max
+    assert np.abs(fast.spike_times[0] - clean.simulate(x, record=True).spike_times[0]).max() > 0
