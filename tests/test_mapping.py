@@ -23,22 +23,29 @@ def _untied(logits: np.ndarray) -> np.ndarray:
     return (top[:, 1] - top[:, 0]) > 1e-9 * max(1.0, np.abs(logits).max())
 
 
-def check_exact(model, x, input_range, **convert_kw):
+def check_exact(model, x, input_range, neuron="alpha", **convert_kw):
     ref = keras_logits(model, x)
-    snn = exactsnn.convert(model, x, input_range=input_range, **convert_kw)
+    snn = exactsnn.convert(model, x, input_range=input_range, neuron=neuron, **convert_kw)
     sim = snn.simulate(x, relu_reference=True, record=True)
     scale = max(1.0, np.abs(ref).max())
     assert int(sim.deviating.sum()) == 0
     np.testing.assert_allclose(sim.logits, ref, rtol=0, atol=1e-9 * scale)
     keep = _untied(ref)
     assert np.array_equal(sim.predictions[keep], ref.argmax(1)[keep])
-    # exactly one spike per hidden neuron
-    assert np.array_equal(sim.spikes, sim.neurons * len(x))
+    if neuron == "alpha":  # exactly one spike per hidden neuron
+        assert np.array_equal(sim.spikes, sim.neurons * len(x))
+    else:  # B1: a spike exactly for every non-zero activation
+        _, hidden = snn.scaled_network().forward(x, return_hidden=True)
+        density = np.array([int((h > 0).sum()) for h in hidden])
+        assert np.array_equal(sim.spikes, density)
+        assert np.array_equal(sim.nonzero, density)
     for sl, err in zip(snn.hidden_layers, sim.max_time_error):
         assert err <= 1e-9 * max(1.0, sl.t_max)
     event = snn.simulate(x, engine="event", record=True)
     for sl, a, b in zip(snn.hidden_layers, sim.spike_times, event.spike_times):
-        assert np.abs(a - b).max() <= 1e-12 * max(1.0, sl.t_max)
+        assert np.array_equal(np.isinf(a), np.isinf(b))
+        both = np.isfinite(a)
+        assert np.abs(a[both] - b[both]).max(initial=0.0) <= 1e-12 * max(1.0, sl.t_max)
     np.testing.assert_allclose(event.logits, ref, rtol=0, atol=1e-9 * scale)
     return snn, sim
 
@@ -59,6 +66,15 @@ def test_random_conv_networks_are_exact(data, seed):
     check_exact(model, x, r)
 
 
+@settings(max_examples=20, **SETTINGS)
+@given(st.data(), st.integers(0, 2**16), st.sampled_from(["dense", "conv"]))
+def test_random_networks_are_exact_with_b1_neurons(data, seed, kind):
+    keras.utils.set_random_seed(seed)
+    draw = rn.draw_dense_network if kind == "dense" else rn.draw_conv_network
+    model, x, r = rn.finish(draw(data.draw, st), data.draw, st, seed)
+    check_exact(model, x, r, neuron="b1")
+
+
 @settings(max_examples=10, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16))
 def test_average_pooling_folded_into_conv_is_exact(data, seed):
@@ -69,12 +85,12 @@ def test_average_pooling_folded_into_conv_is_exact(data, seed):
 
 @pytest.mark.slow
 @settings(max_examples=150, **SETTINGS)
-@given(st.data(), st.integers(0, 2**16), st.sampled_from(["dense", "conv", "avg"]))
-def test_many_random_networks_are_exact(data, seed, kind):
+@given(st.data(), st.integers(0, 2**16), st.sampled_from(["dense", "conv", "avg"]), st.sampled_from(["alpha", "b1"]))
+def test_many_random_networks_are_exact(data, seed, kind, neuron):
     keras.utils.set_random_seed(seed)
     draw = {"dense": rn.draw_dense_network, "conv": rn.draw_conv_network, "avg": rn.draw_avg_conv_network}[kind]
     model, x, r = rn.finish(draw(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r)
+    check_exact(model, x, r, neuron=neuron)
 
 
 def test_silent_hidden_layer_keeps_the_output_bias():

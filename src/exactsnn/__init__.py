@@ -14,18 +14,19 @@ __all__ = ["convert", "load", "SpikingNetwork", "__version__"]
 
 
 def convert(model, x_sample, *, input_range=(0.0, 1.0), zeta=0.5, lower=-10.0, upper=0.99,
-            alpha_sigma=0.0, alpha_seed=0) -> SpikingNetwork:
+            alpha_sigma=0.0, alpha_seed=0, neuron="alpha") -> SpikingNetwork:
     """Map a trained Keras ReLU network to its exact single-spike network.
 
     ``x_sample`` (training inputs, in the raw domain the model takes) gives X_n;
-    ``input_range`` = (p, q) is the range of the raw inputs.
+    ``input_range`` = (p, q) is the range of the raw inputs; ``neuron`` is "alpha" (the
+    2023 model, one spike per neuron) or "b1" (silence codes zero).
     """
     from .importers.keras import import_keras
     from .preprocess import preprocess
     from .spiking import spiking_network
 
     prep = preprocess(import_keras(model), x_sample, input_range=input_range, lower=lower, upper=upper)
-    return spiking_network(prep, zeta=zeta, alpha_sigma=alpha_sigma, alpha_seed=alpha_seed)
+    return spiking_network(prep, zeta=zeta, alpha_sigma=alpha_sigma, alpha_seed=alpha_seed, neuron=neuron)
 
 
 def load(path) -> SpikingNetwork:

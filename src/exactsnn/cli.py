@@ -64,7 +64,8 @@ def cmd_convert(args) -> None:
         raise CLIError(f"{args.model}: cannot load as a Keras model ({err})") from err
     sample = _load_array(args.sample, "training sample")
     _check_shape(sample, model.inputs[0].shape[1:], args.sample)
-    net = convert(model, sample, input_range=tuple(args.input_range), zeta=args.zeta, lower=args.lower, upper=args.upper)
+    net = convert(model, sample, input_range=tuple(args.input_range), zeta=args.zeta, lower=args.lower,
+                  upper=args.upper, neuron=args.neuron)
     net.save(args.output)
     print(f"wrote {args.output}: {len(net.hidden_layers)} spiking layers, {net.hidden_neurons} neurons, latency {net.latency:.6g}")
 
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--zeta", type=float, default=0.5, help="time-window margin ζ (default 0.5)")
     c.add_argument("--lower", type=float, default=-10.0, help="lower bound of Σ_j W_ij (default -10)")
     c.add_argument("--upper", type=float, default=0.99, help="upper bound of Σ_j W_ij (default 0.99)")
+    c.add_argument("--neuron", choices=("alpha", "b1"), default="alpha",
+                   help="neuron model: alpha (2023, one spike per neuron) or b1 (silence codes zero)")
     c.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("predict", help="simulate the SNN on inputs")

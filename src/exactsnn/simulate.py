@@ -193,12 +193,31 @@ def _synaptic_sum(layer, tp_values, weight) -> np.ndarray:
     return ops.conv2d(tp_values, weight, layer.strides, layer.dilation).numpy()
 
 
+def b1_layer_spikes(sl: SpikingLayer, t_in):
+    """Spike times of a B1 layer (+inf = silent) and ideal times t_max − ReLU(W x̂ + b).
+
+    V(t_min^(n)) = Σ_j W_ij (t_min^(n) − t_j) over the inputs that spiked in
+    [t_min^(n-1), t_min^(n)) (clamped at t_min^(n-1); silent and late inputs add nothing),
+    then V rises with slope α_i, so the spike is at t_min^(n) + (ϑ_i − V)/α_i, at once if
+    V ≥ ϑ_i already (clipped value), and never if that time is ≥ t_max^(n).  The neuron
+    cannot fire while inputs arrive, so there is no early crossing to look for and both
+    engines use this expression.
+    """
+    layer = sl.layer
+    tp = _padded_times(sl, t_in)
+    values = sl.t_min - np.clip(tp, sl.t_start, sl.t_min)
+    v = _synaptic_sum(layer, values, layer.weight)
+    spikes = sl.t_min + np.maximum(sl.threshold - v, 0.0) / sl.alpha
+    spikes = np.where(spikes < sl.t_max, spikes, np.inf)
+    return spikes, sl.t_max - np.maximum(v + layer.bias, 0.0)
+
+
 def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: bool = False):
     """Spike times of a hidden layer given its input spike times.
 
-    Returns (spikes, ideal, certified, fallback) where ideal = t_max − min(ReLU(W x̂ + b), B_n)
-    with x̂ = t_min − t_j the values the actual inputs code: a spike elsewhere, or outside
-    the window [t_min, t_max], deviates.
+    Returns (spikes, ideal, certified, fallback) where ideal = t_max − ReLU(W x̂ + b) with
+    x̂ = t_min − t_j the values the actual inputs code (a spike elsewhere, or before t_min,
+    deviates).
     """
     layer = sl.layer
     tp = _padded_times(sl, t_in)
@@ -206,7 +225,7 @@ def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: boo
     one_minus = 1.0 - s
     j_sum = s / one_minus
     w_x = _synaptic_sum(layer, sl.t_min - tp, layer.weight)
-    ideal = sl.t_max - np.clip(w_x + layer.bias, 0.0, sl.window)
+    ideal = sl.t_max - np.maximum(w_x + layer.bias, 0.0)
     if engine == "event":
         spikes = _event_layer(sl, tp)
         return spikes, ideal, 0, spikes.size
@@ -238,11 +257,28 @@ def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: boo
     return spikes, ideal, int(certified.sum()), int(index[0].size)
 
 
-def readout(out: SpikingLayer, t_in) -> np.ndarray:
-    """Potential of the read-out neurons at t_min^(L): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)^+."""
+def readout(out: SpikingLayer, t_in, neuron: str = "alpha") -> np.ndarray:
+    """Potential of the read-out neurons at t_min^(L).
+
+    α-model: α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)^+; B1: b + Σ_j W_ij (t_min^(L) − t_j)^+
+    (silent inputs, t_j = +inf, add nothing).
+    """
     tp = _padded_times(out, t_in)
     values = out.t_min - np.clip(tp, out.t_start, out.t_min)
-    return out.alpha * (out.t_min - out.t_start) + _synaptic_sum(out.layer, values, out.layer.weight)
+    base = out.layer.bias if neuron == "b1" else out.alpha * (out.t_min - out.t_start)
+    return base + _synaptic_sum(out.layer, values, out.layer.weight)
+
+
+def synaptic_events(sl: SpikingLayer, t_in) -> float:
+    """Synaptic events caused by the input spikes of a layer: Σ over real synapses whose presynaptic neuron fired."""
+    layer = sl.layer
+    fired = np.isfinite(np.asarray(t_in, np.float64)).astype(np.float64)
+    if layer.kind == "dense":
+        return float(fired.reshape(len(fired), -1).sum() * layer.channels)
+    kh, kw, _, cout = layer.weight.shape
+    per_position = layer.padded(fired.sum(axis=-1, keepdims=True), 0.0)
+    taps = ops.conv2d(per_position, np.ones((kh, kw, 1, 1)), layer.strides, layer.dilation)
+    return float(np.sum(taps)) * cout
 
 
 # --------------------------------------------------------------------------- network
@@ -277,6 +313,8 @@ def simulate(
     nonzero = np.zeros(n_hidden, np.int64)
     max_err = np.zeros(n_hidden)
     certified = fallback = 0
+    b1 = net.neuron == "b1"
+    events = 0.0 if b1 else float(len(x) * sum(sl.layer.synapses for sl in net.layers))
     logits, recorded = [], [[] for _ in hidden]
     starts = range(0, len(x), batch_size)
     if progress:
@@ -296,16 +334,23 @@ def simulate(
         for pool in net.input_pools:
             t = pool.on_times(t)
         for n, sl in enumerate(hidden):
-            spikes, ideal, cert, fall = layer_spikes(sl, t, engine, noisy_inputs=noise_sigma > 0)
-            certified += cert
-            fallback += fall
+            if b1:
+                events += synaptic_events(sl, t)
+                spikes, ideal = b1_layer_spikes(sl, t)
+                fired = np.isfinite(spikes)
+                compare = np.where(fired, spikes, sl.t_max)
+            else:
+                spikes, ideal, cert, fall = layer_spikes(sl, t, engine, noisy_inputs=noise_sigma > 0)
+                certified += cert
+                fallback += fall
+                fired, compare = np.ones(spikes.shape, bool), spikes
             tol = 1e-9 * max(1.0, abs(sl.t_max))
-            deviating[n] += int((np.abs(spikes - ideal) > tol).sum())
-            spikes_total[n] += spikes.size
-            nonzero[n] += int((spikes < sl.t_max - tol).sum())
+            deviating[n] += int(((np.abs(compare - ideal) > tol) | (compare < sl.t_min - tol)).sum())
+            spikes_total[n] += int(fired.sum())
+            nonzero[n] += int((compare < sl.t_max - tol).sum())
             if relu_reference:
                 h = np.maximum(sl.layer.apply(h), 0.0)
-                max_err[n] = max(max_err[n], float(np.abs(spikes - (sl.t_max - h)).max(initial=0.0)))
+                max_err[n] = max(max_err[n], float(np.abs(compare - (sl.t_max - h)).max(initial=0.0)))
                 for pool in sl.layer.pools:
                     h = np.asarray(pool.on_values(h))
             if rngs:
@@ -315,7 +360,9 @@ def simulate(
             t = spikes
             for pool in sl.layer.pools:
                 t = np.asarray(pool.on_times(t))
-        logits.append(readout(net.output, t))
+        if b1:
+            events += synaptic_events(net.output, t)
+        logits.append(readout(net.output, t, net.neuron))
     n_out = net.output.layer.output_shape
     return Simulation(
         logits=np.concatenate(logits) if logits else np.zeros((0,) + n_out),
@@ -323,7 +370,7 @@ def simulate(
         spikes=spikes_total,
         nonzero=nonzero,
         neurons=np.array([sl.neurons for sl in hidden], np.int64),
-        synaptic_events=float(len(x) * sum(sl.layer.synapses for sl in net.layers)),
+        synaptic_events=events,
         certified=certified,
         fallback=fallback,
         max_time_error=max_err if relu_reference else np.zeros(0),

@@ -4,6 +4,12 @@ Layer n's neurons integrate from t_min^(n-1) with
     dV_i/dt = α_i H(t − t_min^(n-1)) + Σ_j J_ij H(t − t_j),   V_i(t_min^(n-1)) = 0,
 fire once when V_i reaches ϑ_i, and at the latest at t_max^(n).  With the parameters of
 :func:`spiking_network` the spike comes at t_max^(n) − ReLU(W x + b)_i.
+
+The B1 model (after Stanojevic et al., Nature Communications 15, 6793, 2024, as defined in
+issue 7): during [t_min^(n-1), t_min^(n)) the potential integrates dV/dt = Σ_j W_ij H(t − t_j)
+and cannot fire; from t_min^(n) on the input currents are off and dV/dt = α_i (= 1);
+ϑ_i = B_n − b_i.  The spike comes at t_max^(n) − (W x + b)_i, and a neuron whose value is
+≤ 0 stays silent (absence codes 0), so spikes per neuron = activation density.
 """
 
 from __future__ import annotations
@@ -66,7 +72,8 @@ class SpikingNetwork:
     """The converted network: input coding, spiking layers and the read-out.
 
     Inputs x in the raw domain become spikes at t = 1 − (x − p)/(q − p) in [t_min^(0),
-    t_max^(0)] = [0, 1].  ``scaled`` keeps the Phase 1 network the layers were built from.
+    t_max^(0)] = [0, 1] (in the B1 model an input of value ≤ 0 is silent, t = +inf).
+    ``neuron`` is "alpha" (the 2023 α-model) or "b1".
     """
 
     input_shape: tuple
@@ -111,7 +118,10 @@ class SpikingNetwork:
         x = np.asarray(x, np.float64)
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
             raise ValueError(f"inputs have shape {x.shape[1:]}, the network expects {self.input_shape}")
-        return 1.0 - (x - p) / (q - p)
+        t = 1.0 - (x - p) / (q - p)
+        if self.neuron == "b1":
+            t = np.where(t >= 1.0, np.inf, t)
+        return t
 
     def simulate(self, x, **kwargs):
         """Spike times and logits for inputs ``x``; see :func:`exactsnn.simulate.simulate`."""
@@ -161,8 +171,12 @@ def thresholds(layer: AffineLayer, t_start: float, t_min: float, t_max: float, a
     return alpha * (t_max - t_start) + (t_max - t_min) * j_sum - (alpha + j_sum) * layer.bias
 
 
+NEURON_MODELS = ("alpha", "b1")
+
+
 def spiking_network(
-    prep: PreprocessedNetwork, *, zeta: float = 0.5, alpha_sigma: float = 0.0, alpha_seed: int = 0
+    prep: PreprocessedNetwork, *, zeta: float = 0.5, alpha_sigma: float = 0.0, alpha_seed: int = 0,
+    neuron: str = "alpha",
 ) -> SpikingNetwork:
     """Build the α-model SNN from the scaled network (Phase 2).
 
@@ -170,7 +184,10 @@ def spiking_network(
     With ``alpha_sigma`` > 0 each hidden neuron gets α_i = 1 + N(0, σ_α²), drawn once from
     ``alpha_seed``, while J and ϑ stay those of α = 1 (device mismatch).  The read-out has
     α_i = b_i / (t_min^(L) − t_min^(L-1)), so its potential at t_min^(L) is b + W x.
+    ``neuron="b1"``: ϑ_i = B_n − b_i and the read-out adds b to its potential instead.
     """
+    if neuron not in NEURON_MODELS:
+        raise ValueError(f"unknown neuron model {neuron!r}: choose one of {', '.join(NEURON_MODELS)}")
     if len(prep.X) != len(prep.hidden):
         raise ValueError("the preprocessed network has no X_n for its hidden layers; run preprocess first")
     if np.any(prep.X < 0):
@@ -180,7 +197,10 @@ def spiking_network(
     rng = np.random.default_rng(alpha_seed)
     layers, windows = [], time_windows(prep.X, zeta)
     for layer, (t_start, t_min, t_max) in zip(prep.hidden, windows):
-        theta = thresholds(layer, t_start, t_min, t_max)
+        if neuron == "b1":
+            theta = (t_max - t_min) - layer.bias
+        else:
+            theta = thresholds(layer, t_start, t_min, t_max)
         alpha = np.ones(layer.output_shape)
         if alpha_sigma > 0:
             alpha = alpha + rng.normal(0.0, alpha_sigma, size=alpha.shape)
@@ -191,5 +211,5 @@ def spiking_network(
     layers.append(SpikingLayer(out, t_start, t_min, t_min, np.full(out.output_shape, np.nan), alpha_out))
     return SpikingNetwork(
         prep.input_shape, prep.input_range, prep.input_pools, layers, prep.X, float(zeta),
-        float(alpha_sigma), int(alpha_seed),
+        float(alpha_sigma), int(alpha_seed), neuron,
     )
