@@ -112,18 +112,18 @@ def test_alpha_noise_changes_spikes_but_not_parameters():
 def test_b1_spikes_only_for_positive_values_and_counts_synaptic_events():
     L = keras.layers
     model = keras.Sequential([keras.Input((3,)), L.Dense(2, activation="relu"), L.Dense(1)])
-    model.layers[0].set_weights([np.array([[1.0, -1.0], [0.5, -0.5], [0.0, 0.0]]), np.array([0.0, 0.0])])
+    model.layers[0].set_weights([np.array([[0.6, -1.0], [0.3, -0.5], [0.0, 0.0]]), np.array([0.0, 0.0])])
     model.layers[1].set_weights([np.array([[1.0], [1.0]]), np.array([0.25])])
     x = np.array([[0.4, 0.2, 0.0]])  # third input is zero: silent in B1
     snn = exactsnn.convert(model, x, neuron="b1")
     sim = snn.simulate(x, record=True)
     t = sim.spike_times[0][0]
     sl = snn.hidden_layers[0]
-    assert np.isclose(t[0], sl.t_max - 0.5) and np.isinf(t[1])
+    assert np.isclose(t[0], sl.t_max - 0.3) and np.isinf(t[1])  # Σ W = 0.9: no scaling
     assert sim.spikes[0] == 1 and sim.deviating[0] == 0
     # 2 input spikes × 2 hidden neurons + 1 hidden spike × 1 read-out neuron
     assert sim.synaptic_events == 5.0
-    np.testing.assert_allclose(sim.logits, [[0.75]], atol=1e-12)
+    np.testing.assert_allclose(sim.logits, [[0.55]], atol=1e-12)
     alpha = exactsnn.convert(model, x).simulate(x)
     assert alpha.synaptic_events == 3 * 2 + 2 * 1
 
