@@ -93,3 +93,20 @@ def test_keras_logits_are_pre_softmax_float64():
     x = np.random.default_rng(0).uniform(0, 1, (4, 6))
     w, b = (np.asarray(v, np.float64) for v in model.layers[0].get_weights())
     np.testing.assert_allclose(keras_logits(model, x), x @ w + b, rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("head", ["conv", "dense"])
+def test_zero_padding_folds_into_the_next_layer(head):
+    import exactsnn
+
+    rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)
+    tail = [L.Conv2D(3, 3, strides=2, activation="relu"), L.Flatten(), L.Dense(4)] if head == "conv" else [L.Flatten(), L.Dense(4)]
+    model = _seq(L.Conv2D(2, 3, activation="relu"), L.BatchNormalization(), L.ZeroPadding2D(((1, 2), (0, 1))), *tail,
+                 shape=(9, 9, 1))
+    model.layers[1].set_weights([rng.normal(0, 1, 2), rng.normal(0, 1, 2), rng.normal(0, 1, 2), rng.uniform(0.5, 2, 2)])
+    x = rng.uniform(0, 1, (8, 9, 9, 1))
+    ref = keras_logits(model, x)
+    sim = exactsnn.convert(model, x).simulate(x)
+    np.testing.assert_allclose(sim.logits, ref, atol=1e-9 * np.abs(ref).max())
+    assert sim.deviating.sum() == 0

@@ -128,6 +128,19 @@ class GlobalAvgPool2D:
 
 @register
 @dataclass
+class ZeroPadding2D:
+    """Pads the (H, W, C) input with zeros: ``pads`` = (top, bottom, left, right)."""
+
+    pads: tuple
+
+    def __post_init__(self):
+        self.pads = tuple(int(v) for v in self.pads)
+        if len(self.pads) != 4 or min(self.pads) < 0:
+            raise ValueError(f"ZeroPadding2D: pads must be four non-negative ints, got {self.pads}")
+
+
+@register
+@dataclass
 class Flatten:
     """Row-major (channels-last) flattening."""
 

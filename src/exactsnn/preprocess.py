@@ -290,6 +290,23 @@ def fold_global_avg_pool(layer: AffineLayer, shape: tuple) -> AffineLayer:
     return replace(layer, weight=weight.reshape(-1, layer.channels).copy(), input_shape=shape)
 
 
+def fold_zero_padding(layer: AffineLayer, pads: tuple, shape: tuple, name: str) -> AffineLayer:
+    """Explicit zero padding (t, b, l, r) before a layer is part of that layer's own padding.
+
+    A convolution adds it to its pads; a dense layer drops the weights of the padded
+    positions, which only ever multiply zeros.
+    """
+    t, b, l, r = pads
+    h, w, c = shape
+    if layer.kind == "dense":
+        weight = layer.weight.reshape(h + t + b, w + l + r, c, layer.channels)[t : t + h, l : l + w]
+        return replace(layer, weight=weight.reshape(-1, layer.channels).copy(), input_shape=shape)
+    if layer.used != (h + t + b, w + l + r):
+        raise FoldingError(f"layer {name!r}: zero padding before a folded average pool is not supported")
+    pt, pb, pl, pr = layer.pads
+    return replace(layer, input_shape=shape, pads=(pt + t, pb + b, pl + l, pr + r), used=(h, w))
+
+
 def fold_avg_pool_into_dense(layer: AffineLayer, node: ir.AvgPool2D, shape: tuple) -> AffineLayer:
     """W' = Pᵀ W for the (linear) average-pooling map P, obtained as its exact adjoint."""
     n_out = layer.channels
@@ -378,6 +395,13 @@ def _parse_after_relu(graph: ir.Graph, names: list, i: int, shape: tuple, scale,
             steps.append(("gap", shape))
             shape = (shape[-1],)
             linear_seen = name
+        elif isinstance(node, ir.ZeroPadding2D):
+            if len(shape) != 3:
+                raise FoldingError(f"layer {name!r}: zero padding needs an (H, W, C) input, gets {shape}")
+            steps.append(("zeropad", node.pads, shape, name))
+            t, b, l, r = node.pads
+            shape = (shape[0] + t + b, shape[1] + l + r, shape[2])
+            linear_seen = name
         elif isinstance(node, ir.Flatten):
             steps.append(("flatten", shape))
             shape = (int(np.prod(shape)),)
@@ -403,6 +427,8 @@ def _fold_steps(layer: AffineLayer, steps: list) -> AffineLayer:
             if layer.kind != "dense":
                 raise FoldingError(f"layer {layer.name!r}: global average pooling must be followed by Dense")
             layer = fold_global_avg_pool(layer, step[1])
+        elif kind == "zeropad":
+            layer = fold_zero_padding(layer, step[1], step[2], step[3])
         elif kind == "avg":
             _, node, shape, name = step
             if layer.kind == "dense":

@@ -141,6 +141,11 @@ def import_keras(model) -> ir.Graph:
             add(layer.name, ir.AvgPool2D(layer.pool_size, layer.strides, layer.padding))
         elif isinstance(layer, keras.layers.GlobalAveragePooling2D):
             add(layer.name, ir.GlobalAvgPool2D())
+        elif isinstance(layer, keras.layers.ZeroPadding2D):
+            if layer.data_format != "channels_last":
+                raise UnsupportedLayerError(layer, "only channels_last padding is supported")
+            (top, bottom), (left, right) = layer.padding
+            add(layer.name, ir.ZeroPadding2D((top, bottom, left, right)))
         elif isinstance(layer, keras.layers.Flatten):
             add(layer.name, ir.Flatten())
         elif kind in _IGNORED_AT_INFERENCE:
