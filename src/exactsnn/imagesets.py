@@ -1,0 +1,489 @@
+"""Places365 and PASS image handling with Pillow and NumPy (no Caffe, no OpenCV).
+
+Images are decoded once, resized to ``size`` x ``size`` (bilinear, RGB) and stored as uint8
+``.npy`` shards; the float64 network input is computed on the fly when a part is run, so the
+36,500 Places365 validation images take about 5.5 GB at 224 x 224 instead of tens.
+
+Places365 (VGG16 from Caffe, 365 classes)
+    :func:`places365_val_list` reads ``places365_val.txt``; :func:`places365_train_sample`
+    draws the X_n sample (8 images per category folder, seeded); :func:`write_shards` /
+    :func:`read_shards` store and read the resized images; :func:`split_parts` cuts the
+    validation set into jobs; :func:`caffe_preprocess` turns uint8 RGB into Caffe's input.
+
+PASS (VGG16 ImageNet weights, no labels)
+    :func:`pass_file_list` makes (or reloads) the one seeded shuffle of all image files;
+    :func:`pass_parts` and :func:`pass_xn_range` give the test parts and the X_n sample;
+    :func:`load_pass_images` decodes, skips undecodable or non-RGB files and applies
+    ``keras.applications.vgg16.preprocess_input``.
+
+Every file this module writes is written to a temporary name first and then renamed
+(``os.replace``), so an interrupted run never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+__all__ = [
+    "CAFFE_BGR_MEAN",
+    "PLACES365_INPUT_RANGE",
+    "PASS_INPUT_RANGE",
+    "IMAGE_EXTENSIONS",
+    "caffe_preprocess",
+    "load_image",
+    "places365_val_list",
+    "places365_categories",
+    "places365_train_sample",
+    "write_shards",
+    "read_shards",
+    "shard_manifest",
+    "split_parts",
+    "pass_file_list",
+    "save_file_list",
+    "load_file_list",
+    "pass_parts",
+    "pass_xn_range",
+    "load_pass_uint8",
+    "pass_preprocess",
+    "load_pass_images",
+]
+
+#: Per-channel ImageNet mean in Caffe's BGR order, on the 0..255 scale (Places365 deploy).
+CAFFE_BGR_MEAN = (104.00698793, 116.66876762, 122.67891434)
+#: [p, q] for Caffe-preprocessed images: 0..255 minus the mean lies in [-122.7, 151.0].
+PLACES365_INPUT_RANGE = (-200.0, 200.0)
+#: [p, q] for ``vgg16.preprocess_input`` images: 0..255 minus (103.939, 116.779, 123.68).
+PASS_INPUT_RANGE = (-200.0, 200.0)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".tif", ".tiff", ".webp")
+
+_MANIFEST = "manifest.json"
+_FORMAT = "exactsnn-image-shards"
+
+
+# --------------------------------------------------------------------------------------
+# Decoding and preprocessing
+# --------------------------------------------------------------------------------------
+
+
+def _decode_errors():
+    from PIL import Image
+
+    return (OSError, ValueError, SyntaxError, EOFError, IndexError, Image.DecompressionBombError)
+
+
+def load_image(path, size: int = 224, *, require_rgb: bool = False) -> np.ndarray | None:
+    """Decode ``path``, resize to ``size`` x ``size`` (bilinear) and return uint8 (size, size, 3) RGB.
+
+    With ``require_rgb`` an image whose mode is not ``'RGB'`` (grayscale ``'L'``, ``'CMYK'``,
+    palette, RGBA, ...) or that cannot be decoded gives ``None``.  Without it such images are
+    converted with Pillow's ``convert('RGB')`` (grayscale is replicated to three channels, as
+    ``caffe.io.load_image`` does) and a decoding failure raises :class:`ValueError`.
+    """
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                if img.mode != "RGB":
+                    if require_rgb:
+                        return None
+                    img = img.convert("RGB")
+                if img.size != (size, size):
+                    img = img.resize((size, size), Image.Resampling.BILINEAR)
+                return np.asarray(img, dtype=np.uint8).copy()
+    except _decode_errors() as exc:
+        if require_rgb:
+            return None
+        raise ValueError(f"cannot decode image {os.fspath(path)!r}: {exc}") from exc
+
+
+def caffe_preprocess(images) -> np.ndarray:
+    """Caffe's ImageNet/Places input from uint8 RGB images (N, H, W, 3) or (H, W, 3).
+
+    Caffe's Python pipeline loads an image as RGB floats in [0, 1], resizes it, swaps the
+    channels to BGR, multiplies by 255 and subtracts the per-channel mean
+    :data:`CAFFE_BGR_MEAN`.  The images here are already resized and stored as uint8, and a
+    uint8 value v is exactly 255 · (v / 255), so the result is ``float64(v)[..., ::-1] - mean``,
+    channel-last, BGR, in [-122.7, 151.0] ⊂ :data:`PLACES365_INPUT_RANGE`.  (Resizing the
+    uint8 image instead of the float image rounds each pixel to the nearest of 256 levels.)
+    """
+    x = np.asarray(images)
+    if x.shape[-1] != 3:
+        raise ValueError(f"expected RGB images with 3 channels in the last axis, got shape {x.shape}")
+    return x[..., ::-1].astype(np.float64) - np.asarray(CAFFE_BGR_MEAN, dtype=np.float64)
+
+
+def _map(fn, items, workers: int):
+    if workers and workers > 1 and len(items) > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(fn, items))
+    return [fn(item) for item in items]
+
+
+# --------------------------------------------------------------------------------------
+# Places365 file lists
+# --------------------------------------------------------------------------------------
+
+
+def places365_val_list(val_dir, label_file) -> tuple[list[str], np.ndarray]:
+    """Validation image paths and labels from ``places365_val.txt``.
+
+    Each line is ``Places365_val_00000001.jpg 165``; paths are ``val_dir/<name>`` in the
+    file's order, labels an int64 array.
+    """
+    paths, labels = [], []
+    with open(label_file, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = line.split()
+            if len(parts) != 2:
+                raise ValueError(f"{os.fspath(label_file)}:{number}: expected '<file> <label>', got {line!r}")
+            try:
+                label = int(parts[1])
+            except ValueError as exc:
+                raise ValueError(f"{os.fspath(label_file)}:{number}: label {parts[1]!r} is not an integer") from exc
+            paths.append(os.path.join(os.fspath(val_dir), parts[0]))
+            labels.append(label)
+    return paths, np.asarray(labels, dtype=np.int64)
+
+
+def _is_image(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def places365_categories(train_dir) -> dict[str, list[str]]:
+    """Category folder -> sorted image file names, for every folder that directly holds images.
+
+    Categories are relative paths with ``/`` separators (``a/airfield``,
+    ``a/apartment_building/outdoor``): nested sub-category folders count as categories, and
+    the grouping folders above them (``a``, ``a/apartment_building``) hold no images and are
+    not categories.  Sorted by category name.
+    """
+    root = os.fspath(train_dir)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"Places365 training folder {root!r} does not exist")
+    categories = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        images = sorted(f for f in filenames if _is_image(f))
+        if images and os.path.abspath(dirpath) != os.path.abspath(root):
+            rel = os.path.relpath(dirpath, root).replace(os.sep, "/")
+            categories[rel] = images
+    return dict(sorted(categories.items()))
+
+
+def places365_train_sample(train_dir, per_category: int = 8, seed: int = 0) -> tuple[list[str], list[str]]:
+    """A seeded draw of ``per_category`` images from every category folder (for X_n).
+
+    Categories are walked in sorted order and, within each, ``per_category`` distinct files
+    are drawn from the sorted file list with ``numpy.random.default_rng(seed)`` (all files if
+    a category holds fewer).  The same tree and seed always give the same list.  Returns
+    (paths, categories), one category per path.
+    """
+    if per_category <= 0:
+        raise ValueError("per_category must be positive")
+    rng = np.random.default_rng(seed)
+    paths, cats = [], []
+    root = os.fspath(train_dir)
+    for category, files in places365_categories(root).items():
+        k = min(per_category, len(files))
+        chosen = np.sort(rng.choice(len(files), size=k, replace=False))
+        for i in chosen:
+            paths.append(os.path.join(root, *category.split("/"), files[i]))
+            cats.append(category)
+    if not paths:
+        raise ValueError(f"no images found under {root!r}")
+    return paths, cats
+
+
+def split_parts(n: int, part_size: int = 3000) -> list[tuple[int, int]]:
+    """(start, stop) of consecutive parts of ``part_size`` (the last one smaller).
+
+    ``split_parts(36500)`` gives 13 parts: 12 of 3,000 and one of 500.
+    """
+    if part_size <= 0:
+        raise ValueError("part_size must be positive")
+    return [(start, min(start + part_size, n)) for start in range(0, n, part_size)]
+
+
+# --------------------------------------------------------------------------------------
+# Shards
+# --------------------------------------------------------------------------------------
+
+
+def _atomic_write_bytes(path: str, write) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _write_json(path: str, obj) -> None:
+    _atomic_write_bytes(path, lambda fh: fh.write(json.dumps(obj, indent=1).encode("utf-8")))
+
+
+def _paths_digest(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(os.fspath(p).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def shard_manifest(out_dir) -> dict:
+    """The manifest of a shard folder written by :func:`write_shards`."""
+    path = os.path.join(os.fspath(out_dir), _MANIFEST)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no image shards in {os.fspath(out_dir)!r} (missing {_MANIFEST}); run write_shards first")
+    with open(path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
+    if manifest.get("format") != _FORMAT:
+        raise ValueError(f"{path!r} is not an exactsnn image-shard manifest")
+    return manifest
+
+
+def write_shards(
+    paths,
+    out_dir,
+    shard_size: int = 1000,
+    size: int = 224,
+    *,
+    skip_invalid: bool = False,
+    workers: int = 1,
+) -> dict:
+    """Decode, resize and store ``paths`` as uint8 (n, size, size, 3) ``.npy`` shards in ``out_dir``.
+
+    Shard k holds the images of ``paths[k*shard_size:(k+1)*shard_size]``.  Each shard and the
+    ``manifest.json`` are written atomically, and the manifest is rewritten after every shard,
+    so an interrupted run can be resumed: calling again with the same arguments reuses the
+    shards already listed and writes the rest.  A finished folder is returned unchanged.
+
+    With ``skip_invalid`` (PASS) images that cannot be decoded or are not RGB are left out and
+    listed in the manifest's ``skipped`` entry (index, path); otherwise (Places365) they are
+    converted to RGB, and an undecodable file raises :class:`ValueError`.  Returns the manifest.
+    """
+    if shard_size <= 0 or size <= 0:
+        raise ValueError("shard_size and size must be positive")
+    paths = [os.fspath(p) for p in paths]
+    out = os.fspath(out_dir)
+    os.makedirs(out, exist_ok=True)
+    settings = {
+        "format": _FORMAT,
+        "version": 1,
+        "size": int(size),
+        "shard_size": int(shard_size),
+        "skip_invalid": bool(skip_invalid),
+        "n_paths": len(paths),
+        "paths_sha256": _paths_digest(paths),
+    }
+    manifest = None
+    try:
+        old = shard_manifest(out)
+        if all(old.get(k) == v for k, v in settings.items()):
+            manifest = old
+    except (FileNotFoundError, ValueError, json.JSONDecodeError):
+        manifest = None
+    if (
+        manifest is not None
+        and manifest.get("complete")
+        and all(os.path.exists(os.path.join(out, s["file"])) for s in manifest["shards"])
+    ):
+        return manifest
+    if manifest is None:
+        manifest = dict(settings, shards=[], skipped=[], count=0, complete=False)
+    done = [s for s in manifest["shards"] if os.path.exists(os.path.join(out, s["file"]))]
+    done_starts = {s["start"] for s in done}
+    skipped = [s for s in manifest["skipped"] if any(d["start"] <= s["index"] < d["stop"] for d in done)]
+    shards = list(done)
+
+    def load(p):
+        return load_image(p, size, require_rgb=skip_invalid)
+
+    for k, start in enumerate(range(0, len(paths), shard_size)):
+        if start in done_starts:
+            continue
+        stop = min(start + shard_size, len(paths))
+        images = _map(load, paths[start:stop], workers)
+        kept = []
+        for offset, img in enumerate(images):
+            if img is None:
+                skipped.append({"index": start + offset, "path": paths[start + offset]})
+            else:
+                kept.append(img)
+        arr = np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)
+        name = f"shard_{k:05d}.npy"
+        _atomic_write_bytes(os.path.join(out, name), lambda fh: np.save(fh, arr, allow_pickle=False))
+        shards.append({"file": name, "start": start, "stop": stop, "count": int(len(arr))})
+        shards.sort(key=lambda s: s["start"])
+        skipped.sort(key=lambda s: s["index"])
+        manifest.update(shards=shards, skipped=skipped, count=sum(s["count"] for s in shards))
+        _write_json(os.path.join(out, _MANIFEST), manifest)
+    manifest.update(shards=shards, skipped=skipped, count=sum(s["count"] for s in shards), complete=True)
+    _write_json(os.path.join(out, _MANIFEST), manifest)
+    return manifest
+
+
+def read_shards(out_dir, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Images ``start:stop`` (counting stored images, in path order) as one uint8 array.
+
+    Only the shards that overlap the range are read (memory-mapped), so a part of the
+    validation set costs only its own memory.
+    """
+    out = os.fspath(out_dir)
+    manifest = shard_manifest(out)
+    if not manifest.get("complete"):
+        raise ValueError(f"the shards in {out!r} are incomplete; rerun write_shards to finish them")
+    total = int(manifest["count"])
+    stop = total if stop is None else min(int(stop), total)
+    start = int(start)
+    if start < 0 or start > stop:
+        raise ValueError(f"bad range {start}:{stop} for {total} stored images")
+    size = manifest["size"]
+    pieces, offset = [], 0
+    for shard in manifest["shards"]:
+        lo, hi = offset, offset + shard["count"]
+        offset = hi
+        if hi <= start or lo >= stop or shard["count"] == 0:
+            continue
+        arr = np.load(os.path.join(out, shard["file"]), mmap_mode="r", allow_pickle=False)
+        if arr.shape != (shard["count"], size, size, 3) or arr.dtype != np.uint8:
+            raise ValueError(f"shard {shard['file']!r} has shape {arr.shape}/{arr.dtype}, expected uint8 "
+                             f"({shard['count']}, {size}, {size}, 3)")
+        pieces.append(np.array(arr[max(start, lo) - lo : min(stop, hi) - lo]))
+    if not pieces:
+        return np.zeros((0, size, size, 3), np.uint8)
+    return np.concatenate(pieces)
+
+
+# --------------------------------------------------------------------------------------
+# PASS
+# --------------------------------------------------------------------------------------
+
+
+def save_file_list(paths, list_file) -> None:
+    """Write one path per line (atomically)."""
+    text = "".join(f"{p}\n" for p in paths)
+    if any("\n" in os.fspath(p) for p in paths):
+        raise ValueError("file names with newlines cannot be stored in a file list")
+    directory = os.path.dirname(os.path.abspath(os.fspath(list_file)))
+    os.makedirs(directory, exist_ok=True)
+    _atomic_write_bytes(os.fspath(list_file), lambda fh: fh.write(text.encode("utf-8")))
+
+
+def load_file_list(list_file) -> list[str]:
+    """Read a list written by :func:`save_file_list`."""
+    with open(list_file, encoding="utf-8") as fh:
+        return [line.rstrip("\n") for line in fh if line.strip()]
+
+
+def pass_file_list(root, seed: int = 0, list_file=None) -> list[str]:
+    """The seeded shuffle of all PASS image files under ``root`` (folders ``0`` ... ``19``).
+
+    Paths are relative to ``root`` with ``/`` separators.  The files are sorted first and
+    then permuted with ``numpy.random.default_rng(seed)``, so the order depends only on the
+    file names and the seed.  If ``list_file`` exists it is loaded instead of scanning (so
+    Phase 1 and Phase 2 see the same images); if it is given and missing, the new list is
+    saved there.
+    """
+    if list_file is not None and os.path.exists(list_file):
+        return load_file_list(list_file)
+    base = os.fspath(root)
+    if not os.path.isdir(base):
+        raise FileNotFoundError(f"PASS image folder {base!r} does not exist")
+    files = []
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel = os.path.relpath(dirpath, base)
+        for f in filenames:
+            if _is_image(f):
+                files.append(f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}")
+    if not files:
+        raise ValueError(f"no image files under {base!r}")
+    files.sort()
+    order = np.random.default_rng(seed).permutation(len(files))
+    shuffled = [files[i] for i in order]
+    if list_file is not None:
+        save_file_list(shuffled, list_file)
+    return shuffled
+
+
+def _range(start: int, count: int, n_total: int | None, what: str) -> tuple[int, int]:
+    stop = start + count
+    if n_total is not None:
+        if start >= n_total:
+            raise ValueError(f"{what} starts at {start}, but the file list has only {n_total} files")
+        stop = min(stop, n_total)
+    return (start, stop)
+
+
+def pass_parts(n_parts: int = 10, part_size: int = 10_000, stride: int = 50_000, n_total: int | None = None):
+    """(start, stop) of the PASS test parts: ``part_size`` files at offsets ``stride * k``, k < ``n_parts``.
+
+    With ``n_total`` a part is cut at the end of the list, and one that would start past it
+    raises :class:`ValueError`.
+    """
+    if n_parts < 0 or part_size <= 0 or stride < 0:
+        raise ValueError("n_parts must be >= 0, part_size > 0 and stride >= 0")
+    return [_range(k * stride, part_size, n_total, f"PASS part {k}") for k in range(n_parts)]
+
+
+def pass_xn_range(offset: int = 500_000, count: int = 5_000, n_total: int | None = None) -> tuple[int, int]:
+    """(start, stop) of the PASS training sample for X_n: ``count`` files from ``offset``."""
+    if offset < 0 or count <= 0:
+        raise ValueError("offset must be >= 0 and count > 0")
+    return _range(offset, count, n_total, "the PASS X_n sample")
+
+
+def _join(root, path):
+    return os.path.join(os.fspath(root), *os.fspath(path).split("/")) if root is not None else os.fspath(path)
+
+
+def load_pass_uint8(paths, size: int = 224, *, root=None, workers: int = 1):
+    """Decode and resize PASS images; returns (uint8 (n, size, size, 3) RGB, kept_paths, skipped_count).
+
+    Files that cannot be decoded or whose Pillow mode is not ``'RGB'`` are skipped and counted.
+    """
+    paths = list(paths)
+    images = _map(lambda p: load_image(_join(root, p), size, require_rgb=True), paths, workers)
+    kept = [p for p, img in zip(paths, images) if img is not None]
+    arrays = [img for img in images if img is not None]
+    arr = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
+    return arr, kept, len(paths) - len(kept)
+
+
+def pass_preprocess(images) -> np.ndarray:
+    """``keras.applications.vgg16.preprocess_input`` on uint8 RGB images, in float64.
+
+    (RGB -> BGR, minus the ImageNet mean (103.939, 116.779, 123.68); range within
+    :data:`PASS_INPUT_RANGE`.)
+    """
+    from keras.applications import vgg16
+
+    x = np.array(images, dtype=np.float64)  # a fresh copy: preprocess_input works in place
+    return np.asarray(vgg16.preprocess_input(x), dtype=np.float64)
+
+
+def load_pass_images(paths, size: int = 224, *, root=None, workers: int = 1):
+    """PASS network inputs: (float64 (n, size, size, 3), kept_paths, skipped_count).
+
+    Each image is resized to ``size`` x ``size`` with Pillow's bilinear filter (as
+    ``keras.utils.load_img`` does) and passed through ``vgg16.preprocess_input``.  Images that
+    cannot be decoded or are not RGB (e.g. grayscale ``'L'``) are skipped and counted.
+    """
+    arr, kept, skipped = load_pass_uint8(paths, size, root=root, workers=workers)
+    return pass_preprocess(arr), kept, skipped
