@@ -116,3 +116,54 @@ def finish(model, draw, st, seed: int):
     p, q = draw(st.sampled_from([(0.0, 1.0), (0.0, 16.0), (-3.0, 3.0), (-200.0, 200.0), (2.0, 5.0)]))
     x = rng.uniform(p, q, (24,) + tuple(model.inputs[0].shape[1:]))
     return model, x, (p, q)
+
+
+def draw_residual_network(draw, st):
+    """Residual blocks with identity and projection shortcuts, strides, BN before/after ReLU."""
+    import keras
+
+    L = keras.layers
+    size = draw(st.integers(6, 10))
+    inp = keras.Input((size, size, draw(st.integers(1, 3))))
+    channels = draw(st.integers(2, 4))
+    x = L.Conv2D(channels, 3, padding="same")(inp)
+    x = L.ReLU()(L.BatchNormalization()(x))
+    if draw(st.booleans()):
+        x = L.MaxPooling2D(2, strides=1, padding="same")(x)
+    for _ in range(draw(st.integers(1, 3))):
+        stride = draw(st.integers(1, 2))
+        out_channels = draw(st.sampled_from([channels, channels + 1]))
+        h = L.Conv2D(out_channels, 3, strides=stride, padding="same")(x)
+        h = L.ReLU()(L.BatchNormalization()(h))
+        h = L.BatchNormalization()(L.Conv2D(out_channels, draw(st.sampled_from([1, 3])), padding="same")(h))
+        if stride == 1 and out_channels == channels and draw(st.booleans()):
+            shortcut = x
+        else:
+            shortcut = L.BatchNormalization()(L.Conv2D(out_channels, 1, strides=stride)(x))
+        x = L.ReLU()(L.Add()([h, shortcut]))
+        if draw(st.booleans()):
+            x = L.BatchNormalization()(x)  # after the ReLU: folded into both next branches
+        channels = out_channels
+    x = L.GlobalAveragePooling2D()(x) if draw(st.booleans()) else L.Flatten()(x)
+    return keras.Model(inp, L.Dense(draw(st.integers(2, 5)), activation="softmax")(x))
+
+
+def draw_dense_residual_network(draw, st, branch_std=0.1):
+    """Dense residual blocks; the last layer of each branch starts small, as in trained ResNets.
+
+    With Glorot-sized residual branches the identity skip (W = I, arriving late in the merge
+    window) occasionally drives a merge neuron over threshold before its last input — a
+    genuine early crossing that the simulator reports (see test_residual.py).
+    """
+    import keras
+
+    L = keras.layers
+    n = draw(st.integers(3, 12))
+    inp = keras.Input((n,))
+    x = L.Dense(n, activation="relu")(inp)
+    init = keras.initializers.RandomNormal(stddev=branch_std) if branch_std else "glorot_uniform"
+    for _ in range(draw(st.integers(1, 3))):
+        h = L.Dense(draw(st.integers(2, 12)), activation="relu")(x)
+        h = L.Dense(n, kernel_initializer=init)(h)
+        x = L.ReLU()(L.Add()([x, h]))
+    return keras.Model(inp, L.Dense(3)(x))

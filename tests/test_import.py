@@ -23,11 +23,26 @@ def _refuse(model, name_fragment, reason_fragment):
     assert name_fragment in msg and reason_fragment in msg, msg
 
 
-def test_add_merge_is_refused_with_its_name():
+def test_other_merges_are_refused_with_their_name():
     inp = keras.Input((4,))
     a = L.Dense(4, activation="relu", name="branch")(inp)
-    out = L.Dense(2)(L.Add(name="skip_add")([inp, a]))
-    _refuse(keras.Model(inp, out), "skip_add", "merge")
+    out = L.Dense(2)(L.Concatenate(name="cat")([inp, a]))
+    _refuse(keras.Model(inp, out), "cat", "merge")
+
+
+def test_a_sum_without_relu_is_refused():
+    inp = keras.Input((4,))
+    a = L.Dense(4, activation="relu")(inp)
+    out = L.Dense(2, name="after_sum")(L.Add()([inp, a]))
+    _refuse(keras.Model(inp, out), "after_sum", "without a ReLU")
+
+
+def test_parallel_branches_without_a_chain_are_refused():
+    inp = keras.Input((4,))
+    a = L.Dense(3, activation="relu", name="left")(inp)
+    b = L.Dense(3, activation="relu", name="right")(inp)
+    out = L.Dense(2)(L.ReLU(name="merge")(L.Add()([L.Dense(3)(a), L.Dense(3)(b)])))
+    _refuse(keras.Model(inp, out), "right", "does not read the layer before it")
 
 
 @pytest.mark.parametrize("act", ["tanh", "sigmoid", "gelu"])

@@ -141,6 +141,12 @@ class ZeroPadding2D:
 
 @register
 @dataclass
+class Add:
+    """y = Σ of the incoming tensors (a residual merge)."""
+
+
+@register
+@dataclass
 class Flatten:
     """Row-major (channels-last) flattening."""
 
@@ -151,6 +157,7 @@ class Graph:
     """Named nodes and directed edges (source, target).
 
     ``source`` names the Input node; ``output`` the node whose value are the logits.
+    Nodes are kept in a topological order (every node after its inputs).
     """
 
     nodes: dict = field(default_factory=dict)  # name -> node
@@ -161,15 +168,27 @@ class Graph:
     def __post_init__(self):
         self.edges = [tuple(e) for e in self.edges]
 
-    def add(self, name: str, node, after: str | None = None) -> None:
+    def add(self, name: str, node, after=None) -> None:
+        """Append ``node`` fed by the node(s) ``after`` (none for the input)."""
         if name in self.nodes:
             raise ValueError(f"duplicate node name {name!r}")
+        inputs = [after] if isinstance(after, str) else list(after or [])
+        for src in inputs:
+            if src not in self.nodes:
+                raise ValueError(f"node {name!r}: unknown input {src!r}")
         self.nodes[name] = node
-        if after is not None:
-            self.edges.append((after, name))
-        else:
+        self.edges.extend((src, name) for src in inputs)
+        if not inputs:
             self.source = name
         self.output = name
+
+    def inputs(self, name: str) -> list[str]:
+        """Names of the nodes feeding ``name``, in the order they were given."""
+        return [a for a, b in self.edges if b == name]
+
+    def order(self) -> list[str]:
+        """Node names in topological order (the order they were added)."""
+        return list(self.nodes)
 
     def chain(self) -> list[str]:
         """Node names from the input to the output, for a graph that is a straight chain."""

@@ -30,26 +30,43 @@ class Pool:
 
     Channel c takes the maximum where sign[c] > 0 and the minimum where sign[c] < 0 (a
     negative batch-norm scale folded through the pool).  On spike times t = t_max − x this
-    is the earliest spike, respectively the latest.
+    is the earliest spike, respectively the latest.  ``pads`` (top, bottom, left, right)
+    is explicit zero padding (a ZeroPadding2D before the pool): value 0, i.e. a spike at
+    t_max; ``padding="same"`` instead ignores the padded positions, as Keras does.
     """
 
     size: tuple
     strides: tuple
     padding: str
     sign: np.ndarray  # (C,) of ±1
+    pads: tuple = (0, 0, 0, 0)
 
     def __post_init__(self):
         self.size, self.strides = tuple(self.size), tuple(self.strides)
+        self.pads = tuple(int(v) for v in self.pads)
         self.sign = np.where(np.asarray(self.sign, np.float64) < 0, -1.0, 1.0)
 
-    def on_values(self, x):
-        return ops.signed_max_pool(x, self.size, self.strides, self.padding, self.sign)
+    def _pad(self, x, value):
+        if not any(self.pads):
+            return x
+        return ops.pad_input(x, self.pads, tuple(x.shape[1:3]), value)
 
-    def on_times(self, t):
-        return -ops.signed_max_pool(-tf.convert_to_tensor(t, tf.float64), self.size, self.strides, self.padding, self.sign)
+    def on_values(self, x):
+        return ops.signed_max_pool(self._pad(x, 0.0), self.size, self.strides, self.padding, self.sign)
+
+    def on_times(self, t, t_max: float = 0.0):
+        t = self._pad(tf.convert_to_tensor(t, tf.float64), t_max)
+        return -ops.signed_max_pool(-t, self.size, self.strides, self.padding, self.sign)
 
     def output_shape(self, shape):
+        t, b, l, r = self.pads
+        shape = (shape[0] + t + b, shape[1] + l + r, shape[2])
         return ops.pooled_shape(shape, self.size, self.strides, self.padding)
+
+    def same_as(self, other: "Pool") -> bool:
+        return (self.size, self.strides, self.padding, self.pads) == (
+            other.size, other.strides, other.padding, other.pads
+        ) and np.array_equal(self.sign, other.sign)
 
 
 @register
@@ -63,6 +80,10 @@ class AffineLayer:
     ``bias`` is a map (H_out, W_out, c_out) because folding constants through zero padding
     makes it position dependent (DESIGN §2, step 4).
     ``relu`` marks hidden layers; ``pools`` act on their outputs, after the ReLU.
+    ``source`` is the index of the layer whose (pooled) output it reads (−1: the input).
+    ``skips`` are further synapse groups of the same neurons reading earlier layers
+    (residual connections), each an AffineLayer with its own source and geometry and a
+    zero bias; ``bias`` is the neurons' total bias.
     """
 
     name: str
@@ -76,6 +97,8 @@ class AffineLayer:
     dilation: tuple = (1, 1)
     pads: tuple = (0, 0, 0, 0)
     used: tuple = (0, 0)
+    source: int = -1
+    skips: list = field(default_factory=list)
 
     def __post_init__(self):
         self.weight = np.asarray(self.weight, np.float64)
@@ -119,9 +142,18 @@ class AffineLayer:
         return shape
 
     @property
-    def weight_sum(self) -> np.ndarray:
-        """Σ_j W_ij over the whole receptive field (padded taps included), per output channel."""
+    def groups(self) -> list["AffineLayer"]:
+        """All synapse groups of these neurons: this one, then the skips."""
+        return [self] + list(self.skips)
+
+    @property
+    def own_weight_sum(self) -> np.ndarray:
         return self.weight.reshape(-1, self.channels).sum(axis=0)
+
+    @property
+    def weight_sum(self) -> np.ndarray:
+        """Σ_j W_ij over the whole receptive field (padded taps, skips included), per output channel."""
+        return sum(g.own_weight_sum for g in self.groups)
 
     def padded(self, x, pad_value: float):
         return ops.pad_input(x, self.pads, self.used, pad_value)
@@ -138,21 +170,28 @@ class AffineLayer:
         """z = W x + b with zero padding, in float64."""
         return self.linear(x) + self.bias
 
+    def apply_groups(self, outputs: dict):
+        """z = Σ_groups W_g x_{source(g)} + b with zero padding; ``outputs`` maps layer index to its pooled output."""
+        return sum(g.linear(outputs[g.source]) for g in self.groups) + self.bias
+
     @property
     def macs(self) -> int:
-        """Multiply-accumulates of one forward pass (padded taps included)."""
-        per_output = int(np.prod(self.weight.shape[:-1]))
-        return per_output * int(np.prod(self.output_shape))
+        """Multiply-accumulates of one forward pass (padded taps and skips included)."""
+        return sum(int(np.prod(g.weight.shape[:-1])) * int(np.prod(self.output_shape)) for g in self.groups)
 
     @property
     def synapses(self) -> int:
         """Synapses from real (not padded) inputs: Σ over output neurons of their in-bounds taps."""
-        if self.kind == "dense":
-            return int(self.weight.size)
-        kh, kw, cin, cout = self.weight.shape
-        ones = np.ones((1,) + self.input_shape[:2] + (1,))
-        taps = ops.conv2d(self.padded(ones, 0.0), np.ones((kh, kw, 1, 1)), self.strides, self.dilation)
-        return int(round(float(np.sum(taps)))) * cin * cout
+        total = 0
+        for g in self.groups:
+            if g.kind == "dense":
+                total += int(g.weight.size)
+                continue
+            kh, kw, cin, cout = g.weight.shape
+            ones = np.ones((1,) + g.input_shape[:2] + (1,))
+            taps = ops.conv2d(g.padded(ones, 0.0), np.ones((kh, kw, 1, 1)), g.strides, g.dilation)
+            total += int(round(float(np.sum(taps)))) * cin * cout
+        return total
 
 
 @register
@@ -190,23 +229,35 @@ class PreprocessedNetwork:
             raise ValueError(f"inputs have shape {x.shape[1:]}, the network expects {self.input_shape}")
         return (x - p) / (q - p)
 
+    def last_use(self) -> dict:
+        """For each layer index (−1: input), the last layer that reads its output."""
+        last = {}
+        for k, layer in enumerate(self.layers):
+            for g in layer.groups:
+                last[g.source] = k
+        return last
+
     def forward(self, x, return_hidden: bool = False, batch_size: int = 512):
         """Float64 logits of the scaled ReLU network; optionally every hidden layer's ReLU output."""
         logits, hidden = [], []
+        last = self.last_use()
         for start in range(0, len(x), batch_size):
             h = self.normalise(x[start : start + batch_size])
             for pool in self.input_pools:
                 h = pool.on_values(h)
-            acts = []
-            for layer in self.layers:
-                h = layer.apply(h)
-                if layer.relu:
-                    h = np.maximum(h, 0.0)
-                    acts.append(h)
-                    for pool in layer.pools:
-                        h = pool.on_values(h)
-                    h = np.asarray(h)
-            logits.append(h)
+            outputs, acts = {-1: np.asarray(h)}, []
+            for k, layer in enumerate(self.layers):
+                z = layer.apply_groups(outputs)
+                for src in [s for s, user in last.items() if user == k]:
+                    outputs.pop(src, None)
+                if not layer.relu:
+                    logits.append(z.reshape(len(z), -1))
+                    break
+                z = np.maximum(z, 0.0)
+                acts.append(z)
+                for pool in layer.pools:
+                    z = pool.on_values(z)
+                outputs[k] = np.asarray(z)
             hidden.append(acts)
         logits = np.concatenate(logits) if logits else np.zeros((0,))
         if not return_hidden:
@@ -351,71 +402,6 @@ def fold_avg_pool_into_conv(layer: AffineLayer, node: ir.AvgPool2D, shape: tuple
     )
 
 
-def _parse_after_relu(graph: ir.Graph, names: list, i: int, shape: tuple, scale, shift):
-    """Collect what follows a ReLU (or the input) up to the next Dense/Conv2D.
-
-    Max pools come first and commute with the pending per-channel affine map (with a sign);
-    everything after the first linear reshaping (average pool, flatten) is folded into the
-    next layer.  Returns (pools, fold steps, shape, index of the next node).
-    """
-    pools, steps = [], [("affine", scale, shift)]
-    linear_seen = None
-    while i < len(names):
-        name, node = names[i], graph.nodes[names[i]]
-        if isinstance(node, (ir.Dense, ir.Conv2D)):
-            break
-        if isinstance(node, ir.BatchNorm):
-            if node.scale.size != shape[-1]:
-                raise FoldingError(f"layer {name!r}: {node.scale.size} channels, the tensor has {shape[-1]}")
-            if linear_seen is None:
-                _, s, c = steps[0]
-                steps[0] = ("affine", node.scale * s, node.scale * c + node.shift)
-            else:
-                steps.append(("affine", node.scale, node.shift))
-        elif isinstance(node, ir.MaxPool2D):
-            if linear_seen is not None:
-                raise FoldingError(
-                    f"layer {name!r}: max pooling after {linear_seen!r} (average pooling or flatten) "
-                    "has no exact single-spike counterpart"
-                )
-            if len(shape) != 3:
-                raise FoldingError(f"layer {name!r}: max pooling needs an (H, W, C) input, gets {shape}")
-            pool = Pool(node.size, node.strides, node.padding, _sign(steps[0][1] * np.ones(shape[-1])))
-            pools.append(pool)
-            shape = pool.output_shape(shape)
-        elif isinstance(node, ir.AvgPool2D):
-            if len(shape) != 3:
-                raise FoldingError(f"layer {name!r}: average pooling needs an (H, W, C) input, gets {shape}")
-            steps.append(("avg", node, shape, name))
-            shape = ops.pooled_shape(shape, node.size, node.strides, node.padding)
-            linear_seen = name
-        elif isinstance(node, ir.GlobalAvgPool2D):
-            if len(shape) != 3:
-                raise FoldingError(f"layer {name!r}: global average pooling needs an (H, W, C) input")
-            steps.append(("gap", shape))
-            shape = (shape[-1],)
-            linear_seen = name
-        elif isinstance(node, ir.ZeroPadding2D):
-            if len(shape) != 3:
-                raise FoldingError(f"layer {name!r}: zero padding needs an (H, W, C) input, gets {shape}")
-            steps.append(("zeropad", node.pads, shape, name))
-            t, b, l, r = node.pads
-            shape = (shape[0] + t + b, shape[1] + l + r, shape[2])
-            linear_seen = name
-        elif isinstance(node, ir.Flatten):
-            steps.append(("flatten", shape))
-            shape = (int(np.prod(shape)),)
-            linear_seen = name
-        elif isinstance(node, ir.ReLU):
-            raise FoldingError(f"layer {name!r}: a ReLU must follow a Dense or Conv2D layer")
-        else:
-            raise FoldingError(f"layer {name!r}: unexpected node {type(node).__name__}")
-        if any(s <= 0 for s in shape):
-            raise FoldingError(f"layer {name!r}: output shape {shape} is empty")
-        i += 1
-    return pools, steps, shape, i
-
-
 def _fold_steps(layer: AffineLayer, steps: list) -> AffineLayer:
     for step in reversed(steps):
         kind = step[0]
@@ -438,6 +424,222 @@ def _fold_steps(layer: AffineLayer, steps: list) -> AffineLayer:
     return layer
 
 
+@dataclass
+class _Branch:
+    """A linear function of one layer's (pooled) output, while the graph is being folded.
+
+    Before a Dense/Conv2D is met the branch is *raw*: ``pre`` lists the linear steps applied
+    to the source since its pools (the first a per-channel affine map).  After it, ``layer``
+    holds the synaptic map with everything before it folded in, and ``pools`` the max pools
+    met between the map and the ReLU.
+    """
+
+    source: int
+    shape: tuple
+    pre: list
+    taken: int = 0  # how many of the source's pools this branch went through
+    layer: AffineLayer | None = None
+    pools: list = field(default_factory=list)
+
+    @property
+    def plain(self) -> bool:
+        """Raw, with nothing but the leading per-channel affine map after the source's pools."""
+        return self.layer is None and len(self.pre) == 1
+
+
+def _identity_layer(name: str, shape: tuple, source: int) -> AffineLayer:
+    """The synaptic map of a raw branch in a sum (an identity shortcut): W = I."""
+    c = shape[-1]
+    if len(shape) == 3:
+        return AffineLayer(name, "conv", np.eye(c).reshape(1, 1, c, c), np.zeros(shape), shape,
+                           used=shape[:2], source=source)
+    n = int(np.prod(shape))
+    return AffineLayer(name, "dense", np.eye(n), np.zeros(n), shape, source=source)
+
+
+class _Folder:
+    """Walks the graph in topological order and builds the preprocessed layers (DESIGN §2, §3)."""
+
+    def __init__(self, graph: ir.Graph, input_range):
+        p, q = (float(v) for v in input_range)
+        if not q > p:
+            raise ValueError(f"input range [{p}, {q}] must have p < q")
+        self.graph = graph
+        self.range = (p, q)
+        self.layers: list[AffineLayer] = []
+        self.pools: dict[int, list[Pool]] = {-1: []}
+        self.uses: list[tuple[str, int, int]] = []  # (layer name, source, pools taken)
+
+    def run(self) -> PreprocessedNetwork:
+        graph = self.graph
+        values: dict[str, list[_Branch]] = {}
+        source = graph.nodes[graph.source]
+        if not isinstance(source, ir.Input):
+            raise FoldingError("the graph must start with an Input node")
+        p, q = self.range
+        c = source.shape[-1]
+        values[graph.source] = [_Branch(-1, source.shape, [("affine", np.full(c, q - p), np.full(c, p))])]
+        for name in graph.order()[1:]:
+            node = graph.nodes[name]
+            inputs = [values[i] for i in graph.inputs(name)]
+            if isinstance(node, ir.Add):
+                shapes = {b.shape for v in inputs for b in v}
+                if len(shapes) != 1:
+                    raise FoldingError(f"layer {name!r}: cannot add tensors of shapes {sorted(shapes)}")
+                values[name] = [b for v in inputs for b in v]
+            else:
+                values[name] = self.step(name, node, inputs[0])
+        out = values[graph.output]
+        if any(b.layer is None for b in out) or any(b.pools for b in out):
+            if isinstance(graph.nodes[graph.output], ir.ReLU):
+                raise FoldingError(f"layer {graph.output!r}: the output layer must not have a ReLU")
+            raise FoldingError(
+                f"the output {graph.output!r} must be a Dense or Conv2D layer (with batch normalisation) "
+                "read out without ReLU or pooling"
+            )
+        self.make_layer(graph.output, out, relu=False)
+        for layer_name, src, taken in self.uses:
+            if taken != len(self.pools[src]):
+                raise FoldingError(
+                    f"layer {layer_name!r} reads the output of "
+                    f"{'the input' if src < 0 else repr(self.layers[src].name)} before its max pooling, "
+                    "another layer after it: a spiking layer has one pooled output"
+                )
+        layers = [replace(l, pools=self.pools.get(k, [])) for k, l in enumerate(self.layers)]
+        return PreprocessedNetwork(source.shape, self.range, layers, self.pools[-1])
+
+    def step(self, name: str, node, value: list[_Branch]) -> list[_Branch]:
+        if isinstance(node, ir.ReLU):
+            if all(b.layer is None for b in value) and len(value) == 1:
+                raise FoldingError(f"layer {name!r}: a ReLU must follow a Dense or Conv2D layer")
+            k = self.make_layer(name, value, relu=True)
+            layer = self.layers[k]
+            shape = layer.output_shape
+            for pool in self.pools[k]:
+                shape = pool.output_shape(shape)
+            ones, zeros = np.ones(layer.channels), np.zeros(layer.channels)
+            return [_Branch(k, shape, [("affine", ones, zeros)], taken=len(self.pools[k]))]
+        if isinstance(node, ir.BatchNorm):
+            return self.batch_norm(name, node, value)
+        if isinstance(node, (ir.Dense, ir.Conv2D)):
+            if len(value) != 1 or value[0].layer is not None:
+                what = f"layer {value[0].layer.name!r}" if len(value) == 1 else "a sum of layers"
+                raise FoldingError(
+                    f"{what} is followed by {name!r} without a ReLU: a hidden layer without ReLU "
+                    "cannot be mapped exactly (negative values cannot be coded by one spike time in its window)"
+                )
+            b = value[0]
+            layer = replace(_fold_steps(_affine_layer(name, node, b.shape), b.pre), source=b.source)
+            return [_Branch(b.source, layer.output_shape, b.pre, b.taken, layer)]
+        if isinstance(node, ir.MaxPool2D):
+            return [self.max_pool(name, node, value)]
+        if isinstance(node, (ir.AvgPool2D, ir.GlobalAvgPool2D, ir.Flatten, ir.ZeroPadding2D)):
+            if name == self.graph.output and isinstance(node, ir.Flatten):
+                return value  # flattening the logits changes nothing
+            out = []
+            for b in value:
+                if b.layer is not None:
+                    raise FoldingError(
+                        f"layer {name!r} ({type(node).__name__}) between {b.layer.name!r} and its ReLU "
+                        "cannot be mapped exactly"
+                    )
+                out.append(self.linear_step(name, node, b))
+            return out
+        raise FoldingError(f"layer {name!r}: unexpected node {type(node).__name__}")
+
+    def batch_norm(self, name, node, value):
+        out = []
+        for i, b in enumerate(value):
+            if node.scale.size != b.shape[-1]:
+                raise FoldingError(f"layer {name!r}: {node.scale.size} channels, the tensor has {b.shape[-1]}")
+            shift = node.shift if i == 0 else np.zeros_like(node.shift)  # a sum gets the shift once
+            if b.layer is not None:
+                pools = [replace(pl, sign=pl.sign * _sign(node.scale)) for pl in b.pools]
+                out.append(replace(b, layer=fold_output_affine(b.layer, node.scale, shift), pools=pools))
+            elif b.plain:
+                _, s0, c0 = b.pre[0]
+                out.append(replace(b, pre=[("affine", node.scale * s0, node.scale * c0 + shift)]))
+            else:
+                out.append(replace(b, pre=b.pre + [("affine", node.scale, shift)]))
+        return out
+
+    def max_pool(self, name, node, value) -> _Branch:
+        if len(value) != 1:
+            raise FoldingError(f"layer {name!r}: max pooling of a sum before its ReLU cannot be mapped exactly")
+        b = value[0]
+        if len(b.shape) != 3:
+            raise FoldingError(f"layer {name!r}: max pooling needs an (H, W, C) input, gets {b.shape}")
+        if b.layer is not None:
+            if b.layer.kind != "conv":
+                raise FoldingError(f"layer {name!r}: max pooling needs a convolution before it")
+            pool = Pool(node.size, node.strides, node.padding, np.ones(b.shape[-1]))
+            return replace(b, pools=b.pools + [pool], shape=pool.output_shape(b.shape))
+        pads, shape, pre = (0, 0, 0, 0), b.shape, b.pre
+        if len(pre) == 2 and pre[1][0] == "zeropad" and np.all(pre[0][2] == 0):
+            # zero padding right before the pool: value 0, a spike at t_max
+            pads, shape, pre = pre[1][1], pre[1][2], pre[:1]
+        elif len(pre) != 1:
+            raise FoldingError(
+                f"layer {name!r}: max pooling after average pooling, flatten or padding has no exact "
+                "single-spike counterpart"
+            )
+        _, scale, _ = pre[0]
+        pool = Pool(node.size, node.strides, node.padding, _sign(scale * np.ones(shape[-1])), pads)
+        pools = self.pools[b.source]
+        if b.taken < len(pools):
+            if not pools[b.taken].same_as(pool):
+                raise FoldingError(f"layer {name!r}: the output it pools is also pooled differently elsewhere")
+        else:
+            pools.append(pool)
+        return replace(b, pre=pre, taken=b.taken + 1, shape=pool.output_shape(shape))
+
+    def linear_step(self, name, node, b: _Branch) -> _Branch:
+        shape = b.shape
+        if isinstance(node, ir.Flatten):
+            return replace(b, pre=b.pre + [("flatten", shape)], shape=(int(np.prod(shape)),))
+        if len(shape) != 3:
+            raise FoldingError(f"layer {name!r}: {type(node).__name__} needs an (H, W, C) input, gets {shape}")
+        if isinstance(node, ir.AvgPool2D):
+            new = ops.pooled_shape(shape, node.size, node.strides, node.padding)
+            step = ("avg", node, shape, name)
+        elif isinstance(node, ir.GlobalAvgPool2D):
+            new, step = (shape[-1],), ("gap", shape)
+        else:
+            t, bo, l, r = node.pads
+            new, step = (shape[0] + t + bo, shape[1] + l + r, shape[2]), ("zeropad", node.pads, shape, name)
+        if any(v <= 0 for v in new):
+            raise FoldingError(f"layer {name!r}: output shape {new} is empty")
+        return replace(b, pre=b.pre + [step], shape=new)
+
+    def make_layer(self, name: str, value: list[_Branch], relu: bool) -> int:
+        """Turn a sum of branches into the next layer's synapse groups."""
+        k = len(self.layers)
+        groups = []
+        for b in value:
+            layer = b.layer
+            if layer is None:
+                layer = replace(_fold_steps(_identity_layer(f"{name}/identity", b.shape, b.source), b.pre),
+                                source=b.source)
+            groups.append(layer)
+            self.uses.append((name, b.source, b.taken))
+        main = [g for g in groups if g.source == k - 1]
+        if not main:
+            raise FoldingError(
+                f"layer {name!r} does not read the layer before it: only chains with residual "
+                "(skip) connections are supported"
+            )
+        first = main[0]
+        skips = [replace(g, bias=np.zeros_like(g.bias)) for g in groups if g is not first]
+        bias = sum(g.bias for g in groups)
+        pooled = [b for b in value if b.pools]
+        if len(pooled) > 1 or (pooled and len(value) > 1):
+            raise FoldingError(f"layer {name!r}: max pooling inside a residual sum cannot be mapped exactly")
+        self.pools[k] = list(pooled[0].pools) if pooled else []
+        self.layers.append(replace(first, name=first.name if len(groups) == 1 else name, bias=bias,
+                                   skips=skips, relu=relu))
+        return k
+
+
 def fold_network(graph: ir.Graph, input_range=(0.0, 1.0)) -> PreprocessedNetwork:
     """Fold the input range, batch normalisation, average pooling and padding constants.
 
@@ -446,86 +648,21 @@ def fold_network(graph: ir.Graph, input_range=(0.0, 1.0)) -> PreprocessedNetwork
     BN before the ReLU: W' = s W, b' = s b + c per output channel; a max pool between the
     layer and the ReLU moves behind the ReLU with the sign of the scales after it.
     BN after the ReLU: folded into the next layer per input channel, through max pooling
-    (pool sign = sign of s) and flatten.  The result computes the same function.
+    (pool sign = sign of s) and flatten.  A residual ``Add`` makes the merge neurons read
+    several layers: one synapse group per branch (identity shortcuts get W = I).  The
+    result computes the same function.
     """
-    p, q = (float(v) for v in input_range)
-    if not q > p:
-        raise ValueError(f"input range [{p}, {q}] must have p < q")
-    names = graph.chain()
-    source = graph.nodes[names[0]]
-    if not isinstance(source, ir.Input):
-        raise FoldingError("the graph must start with an Input node")
-    shape = source.shape
-    channels = shape[-1]
-    pools, steps, shape, i = _parse_after_relu(
-        graph, names, 1, shape, np.full(channels, q - p), np.full(channels, p)
-    )
-    input_pools = pools
-    layers: list[AffineLayer] = []
-    if i == len(names):
-        raise FoldingError("the network has no Dense or Conv2D layer")
-    while i < len(names):
-        name = names[i]
-        layer = _fold_steps(_affine_layer(name, graph.nodes[name], shape), steps)
-        i += 1
-        # Between the layer and its ReLU: batch norms and max pools only.
-        scale, shift = np.ones(layer.channels), np.zeros(layer.channels)
-        pre_pools = []
-        while i < len(names) and not isinstance(graph.nodes[names[i]], (ir.ReLU, ir.Dense, ir.Conv2D)):
-            nname, node = names[i], graph.nodes[names[i]]
-            if isinstance(node, ir.BatchNorm):
-                if node.scale.size != layer.channels:
-                    raise FoldingError(f"layer {nname!r}: {node.scale.size} channels, {name!r} has {layer.channels}")
-                scale, shift = node.scale * scale, node.scale * shift + node.shift
-                for pool in pre_pools:
-                    pool.sign = pool.sign * _sign(node.scale)
-            elif isinstance(node, ir.MaxPool2D) and layer.kind == "conv":
-                pre_pools.append(Pool(node.size, node.strides, node.padding, np.ones(layer.channels)))
-            elif isinstance(node, ir.Flatten) and i == len(names) - 1:
-                pass
-            else:
-                raise FoldingError(
-                    f"layer {nname!r} ({type(node).__name__}) between {name!r} and its ReLU cannot be mapped exactly"
-                )
-            i += 1
-        layer = fold_output_affine(layer, scale, shift)
-        if i == len(names):
-            if pre_pools:
-                raise FoldingError(f"layer {name!r}: max pooling of the logits cannot be read out by the output layer")
-            layer = replace(layer, relu=False)
-            layers.append(layer)
-            break
-        if not isinstance(graph.nodes[names[i]], ir.ReLU):
-            raise FoldingError(
-                f"layer {name!r} is followed by {names[i]!r} without a ReLU: a hidden layer without ReLU "
-                "cannot be mapped exactly (negative values cannot be coded by one spike time in its window)"
-            )
-        i += 1
-        if i == len(names):
-            raise FoldingError(f"layer {name!r} is the output layer and must not have a ReLU")
-        post_pools, steps, shape, i = _parse_after_relu(
-            graph, names, i, layer.output_shape if not pre_pools else _shape_after(layer.output_shape, pre_pools),
-            np.ones(layer.channels), np.zeros(layer.channels),
-        )
-        layers.append(replace(layer, relu=True, pools=pre_pools + post_pools))
-        if i == len(names):
-            raise FoldingError(f"the network ends after {names[-1]!r}; the last layer must be Dense or Conv2D")
-    return PreprocessedNetwork(source.shape, (p, q), layers, input_pools)
-
-
-def _shape_after(shape, pools):
-    for pool in pools:
-        shape = pool.output_shape(shape)
-    return shape
+    return _Folder(graph, input_range).run()
 
 
 def scale_weights(net: PreprocessedNetwork, lower: float = -10.0, upper: float = 0.99) -> PreprocessedNetwork:
     """Rescale every hidden neuron so that Σ_j W_ij ∈ [lower, upper] (DESIGN §2, step 5).
 
-    Neuron i's weights and bias are multiplied by f_i = upper/S_i if S_i > upper,
-    lower/S_i if S_i < lower, else 1 (f_i > 0, so ReLU(f z) = f ReLU(z) and pooling commute
-    with it); the next layer's weights from neuron i are divided by f_i.  Σ_j W_ij < 1
-    makes the final slope α + Σ_j J_ij of every neuron positive.
+    Neuron i's weights (all synapse groups) and bias are multiplied by f_i = upper/S_i if
+    S_i > upper, lower/S_i if S_i < lower, else 1 (f_i > 0, so ReLU(f z) = f ReLU(z) and
+    pooling commute with it); every synapse group reading neuron i — skip connections
+    included — divides its weights from i by f_i.  Σ_j W_ij < 1 makes the final slope
+    α + Σ_j J_ij of every neuron positive.
     """
     if not (lower < 0 < upper < 1):
         raise ValueError(f"weight-sum bounds must satisfy lower < 0 < upper < 1, got [{lower}, {upper}]")
@@ -536,15 +673,20 @@ def scale_weights(net: PreprocessedNetwork, lower: float = -10.0, upper: float =
         f = np.ones_like(s)
         f = np.where(s > upper, upper / np.where(s > upper, s, 1.0), f)
         f = np.where(s < lower, lower / np.where(s < lower, s, 1.0), f)
-        layers[n] = replace(layer, weight=layer.weight * f, bias=layer.bias * f)
-        nxt = layers[n + 1]
-        inv = np.broadcast_to(1.0 / f, nxt.input_shape[-1:])
-        if nxt.kind == "dense":
-            rows = np.broadcast_to(inv, nxt.input_shape).ravel()
-            layers[n + 1] = replace(nxt, weight=nxt.weight * rows[:, None])
-        else:
-            layers[n + 1] = replace(nxt, weight=nxt.weight * inv[None, None, :, None])
+        layers[n] = replace(layer, weight=layer.weight * f, bias=layer.bias * f,
+                            skips=[replace(g, weight=g.weight * f) for g in layer.skips])
+        for m in range(n + 1, len(layers)):
+            groups = [_divide_inputs(g, f) if g.source == n else g for g in layers[m].groups]
+            layers[m] = replace(groups[0], skips=groups[1:])
     return replace(net, layers=layers, lower=float(lower), upper=float(upper))
+
+
+def _divide_inputs(group: AffineLayer, f: np.ndarray) -> AffineLayer:
+    inv = np.broadcast_to(1.0 / f, group.input_shape[-1:])
+    if group.kind == "dense":
+        rows = np.broadcast_to(inv, group.input_shape).ravel()
+        return replace(group, weight=group.weight * rows[:, None])
+    return replace(group, weight=group.weight * inv[None, None, :, None])
 
 
 def max_activations(net: PreprocessedNetwork, x_sample) -> np.ndarray:

@@ -123,23 +123,32 @@ def _patch_index(layer, positions):
     return rows[:, :, None], cols[:, None, :]
 
 
-def _event_layer(sl: SpikingLayer, tp: np.ndarray) -> np.ndarray:
-    """Event-driven first crossings of every neuron of a layer; ``tp`` padded input times."""
+def _patches(group, tp: np.ndarray, samples, positions) -> np.ndarray:
+    """Input times of the receptive fields: (K, F) for K (sample, position) pairs."""
+    if group.kind == "dense":
+        return tp[samples]
+    rows, cols = _patch_index(group, positions)
+    return tp[samples[:, None, None], rows, cols, :].reshape(len(samples), -1)
+
+
+def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
+    """Event-driven first crossings of every neuron of a layer; ``inputs`` padded times per group."""
     layer = sl.layer
-    J = sl.J.reshape(-1, layer.channels)
-    out = np.empty((len(tp),) + layer.output_shape)
+    J = np.concatenate([sl.group_J(g).reshape(-1, layer.channels) for g in layer.groups])
+    batch = len(inputs[0])
+    out = np.empty((batch,) + layer.output_shape)
     alpha = np.broadcast_to(sl.alpha, layer.output_shape).reshape(-1, layer.channels)
     theta = np.broadcast_to(sl.threshold, layer.output_shape).reshape(-1, layer.channels)
     F, C = J.shape
     step = max(1, _CHUNK // (F * C))
-    for b in range(len(tp)):
-        if layer.kind == "dense":
-            times = tp[b].reshape(1, -1)
-        else:
-            ho, wo, _ = layer.output_shape
-            grid = np.stack(np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"), -1).reshape(-1, 2)
-            rows, cols = _patch_index(layer, grid)
-            times = tp[b][rows, cols, :].reshape(len(grid), -1)
+    if layer.kind == "dense":
+        grid = np.zeros((1, 2), int)
+    else:
+        ho, wo, _ = layer.output_shape
+        grid = np.stack(np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"), -1).reshape(-1, 2)
+    for b in range(batch):
+        samples = np.full(len(grid), b)
+        times = np.concatenate([_patches(g, tp, samples, grid) for g, tp in zip(layer.groups, inputs)], axis=1)
         times = np.maximum(times, sl.t_start)
         order = np.argsort(times, axis=1, kind="stable")
         tau = np.take_along_axis(times, order, axis=1)
@@ -151,27 +160,25 @@ def _event_layer(sl: SpikingLayer, tp: np.ndarray) -> np.ndarray:
     return np.minimum(out, sl.t_max)
 
 
-def _event_neurons(sl: SpikingLayer, tp: np.ndarray, index: tuple) -> np.ndarray:
+def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
     """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel)."""
     layer = sl.layer
     b, c = index[0], index[-1]
-    J = sl.J.reshape(-1, layer.channels)
+    Js = [sl.group_J(g).reshape(-1, layer.channels) for g in layer.groups]
     alpha = np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]]
     theta = np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]]
-    F = J.shape[0]
+    F = sum(J.shape[0] for J in Js)
     out = np.empty(len(b))
     step = max(1, _CHUNK // F)
     for s in range(0, len(b), step):
         sel = slice(s, s + step)
-        if layer.kind == "dense":
-            times = tp[b[sel]]
-        else:
-            rows, cols = _patch_index(layer, np.stack([index[1][sel], index[2][sel]], 1))
-            times = tp[b[sel][:, None, None], rows, cols, :].reshape(len(b[sel]), -1)
+        positions = np.stack([index[1][sel], index[2][sel]], 1) if layer.kind == "conv" else None
+        times = np.concatenate([_patches(g, tp, b[sel], positions) for g, tp in zip(layer.groups, inputs)], axis=1)
+        weights = np.concatenate([J[:, c[sel]].T for J in Js], axis=1)
         times = np.maximum(times, sl.t_start)
         order = np.argsort(times, axis=1, kind="stable")
         tau = np.take_along_axis(times, order, axis=1)
-        w = np.take_along_axis(J[:, c[sel]].T, order, axis=1)[:, :, None]
+        w = np.take_along_axis(weights, order, axis=1)[:, :, None]
         out[sel] = first_crossings(tau, w, alpha[sel][:, None], theta[sel][:, None], sl.t_start)[:, 0]
     return np.minimum(out, sl.t_max)
 
@@ -179,12 +186,16 @@ def _event_neurons(sl: SpikingLayer, tp: np.ndarray, index: tuple) -> np.ndarray
 # --------------------------------------------------------------------------- one layer
 
 
-def _padded_times(sl: SpikingLayer, t_in) -> np.ndarray:
-    """Input spike times with padded taps spiking at t_min^(n) (= value 0), flattened for dense."""
-    layer = sl.layer
-    if layer.kind == "dense":
-        return np.asarray(t_in, np.float64).reshape(len(t_in), -1)
-    return np.asarray(layer.padded(t_in, sl.t_min))
+def padded_inputs(sl: SpikingLayer, times: dict) -> list[np.ndarray]:
+    """Input spike times per synapse group, delayed, with padded taps spiking at t_min^(n)
+    (value 0); flattened for dense groups.  ``times`` maps layer index to pooled spike times."""
+    out = []
+    for g, delay in zip(sl.layer.groups, sl.group_delays()):
+        t = np.asarray(times[g.source], np.float64)
+        if delay:
+            t = t + delay
+        out.append(t.reshape(len(t), -1) if g.kind == "dense" else np.asarray(g.padded(t, sl.t_min)))
+    return out
 
 
 def _synaptic_sum(layer, tp_values, weight) -> np.ndarray:
@@ -193,7 +204,16 @@ def _synaptic_sum(layer, tp_values, weight) -> np.ndarray:
     return ops.conv2d(tp_values, weight, layer.strides, layer.dilation).numpy()
 
 
-def b1_layer_spikes(sl: SpikingLayer, t_in):
+def _input_values(sl: SpikingLayer, inputs: list) -> np.ndarray:
+    """Σ_groups W x̃ with x̃_j = t_min − clip(t_j, t_start, t_min): what the inputs that arrived
+    inside the input window contribute by t_min (silent ones, t = +inf, contribute 0)."""
+    return sum(
+        _synaptic_sum(g, sl.t_min - np.clip(tp, sl.t_start, sl.t_min), g.weight)
+        for g, tp in zip(sl.layer.groups, inputs)
+    )
+
+
+def b1_layer_spikes(sl: SpikingLayer, inputs: list):
     """Spike times of a B1 layer (+inf = silent) and ideal times t_max − ReLU(W x̂ + b).
 
     V(t_min^(n)) = Σ_j W_ij (t_min^(n) − t_j) over the inputs that spiked in
@@ -203,42 +223,40 @@ def b1_layer_spikes(sl: SpikingLayer, t_in):
     cannot fire while inputs arrive, so there is no early crossing to look for and both
     engines use this expression.
     """
-    layer = sl.layer
-    tp = _padded_times(sl, t_in)
-    values = sl.t_min - np.clip(tp, sl.t_start, sl.t_min)
-    v = _synaptic_sum(layer, values, layer.weight)
+    v = _input_values(sl, inputs)
     spikes = sl.t_min + np.maximum(sl.threshold - v, 0.0) / sl.alpha
     spikes = np.where(spikes < sl.t_max, spikes, np.inf)
-    return spikes, sl.t_max - np.maximum(v + layer.bias, 0.0)
+    return spikes, sl.t_max - np.maximum(v + sl.layer.bias, 0.0)
 
 
-def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: bool = False):
-    """Spike times of a hidden layer given its input spike times.
+def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inputs: bool = False):
+    """Spike times of a hidden α-model layer given its padded input times per synapse group.
 
     Returns (spikes, ideal, certified, fallback) where ideal = t_max − ReLU(W x̂ + b) with
     x̂ = t_min − t_j the values the actual inputs code (a spike elsewhere, or before t_min,
     deviates).
     """
     layer = sl.layer
-    tp = _padded_times(sl, t_in)
+    groups = layer.groups
     s = layer.weight_sum
     one_minus = 1.0 - s
     j_sum = s / one_minus
-    w_x = _synaptic_sum(layer, sl.t_min - tp, layer.weight)
+    w_x = sum(_synaptic_sum(g, sl.t_min - tp, g.weight) for g, tp in zip(groups, inputs))
     ideal = sl.t_max - np.maximum(w_x + layer.bias, 0.0)
     if engine == "event":
-        spikes = _event_layer(sl, tp)
+        spikes = _event_layer(sl, inputs)
         return spikes, ideal, 0, spikes.size
     if engine != "fast":
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     alpha, theta = sl.alpha, sl.threshold
     closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
     spikes = np.minimum(closed, sl.t_max)
-    batch = len(tp)
-    j_pos_sum = np.maximum(layer.weight, 0.0).reshape(-1, layer.channels).sum(0) / one_minus
+    batch = len(inputs[0])
+    j_pos_sum = sum(np.maximum(g.weight, 0.0).reshape(-1, layer.channels).sum(0) for g in groups) / one_minus
     if noisy_inputs:
         # Inputs may arrive after t_min^(n): the bound runs to the sample's last input.
-        T = np.maximum(tp.reshape(batch, -1).max(axis=1), sl.t_min).reshape((batch,) + (1,) * len(layer.output_shape))
+        last = np.max([tp.reshape(batch, -1).max(axis=1) for tp in inputs], axis=0)
+        T = np.maximum(last, sl.t_min).reshape((batch,) + (1,) * len(layer.output_shape))
         certified = np.zeros((batch,) + layer.output_shape, bool)
         channels = np.arange(layer.channels)
     else:
@@ -247,38 +265,42 @@ def layer_spikes(sl: SpikingLayer, t_in, engine: str = "fast", noisy_inputs: boo
         certified = np.broadcast_to(alpha * width + j_pos_sum * width < theta, (batch,) + layer.output_shape).copy()
         channels = np.flatnonzero(~certified.reshape(-1, layer.channels).all(axis=0))
     if channels.size:
-        w_pos = np.maximum(layer.weight[..., channels], 0.0) / one_minus[channels]
-        reach = T - np.maximum(tp, sl.t_start)
-        bound = alpha[..., channels] * (T - sl.t_start) + _synaptic_sum(layer, reach, w_pos)
+        bound = alpha[..., channels] * (T - sl.t_start)
+        for g, tp in zip(groups, inputs):
+            w_pos = np.maximum(g.weight[..., channels], 0.0) / one_minus[channels]
+            bound = bound + _synaptic_sum(g, T - np.maximum(tp, sl.t_start), w_pos)
         certified[..., channels] |= bound < theta[..., channels]
     index = np.nonzero(~certified)
     if index[0].size:
-        spikes[index] = _event_neurons(sl, tp, index)
+        spikes[index] = _event_neurons(sl, inputs, index)
     return spikes, ideal, int(certified.sum()), int(index[0].size)
 
 
-def readout(out: SpikingLayer, t_in, neuron: str = "alpha") -> np.ndarray:
-    """Potential of the read-out neurons at t_min^(L).
+def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
+    """Potential of the read-out neurons at t_min^(L), flattened to (N, classes).
 
     α-model: α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)^+; B1: b + Σ_j W_ij (t_min^(L) − t_j)^+
     (silent inputs, t_j = +inf, add nothing).
     """
-    tp = _padded_times(out, t_in)
-    values = out.t_min - np.clip(tp, out.t_start, out.t_min)
     base = out.layer.bias if neuron == "b1" else out.alpha * (out.t_min - out.t_start)
-    return base + _synaptic_sum(out.layer, values, out.layer.weight)
+    v = base + _input_values(out, inputs)
+    return v.reshape(len(v), -1)
 
 
-def synaptic_events(sl: SpikingLayer, t_in) -> float:
-    """Synaptic events caused by the input spikes of a layer: Σ over real synapses whose presynaptic neuron fired."""
-    layer = sl.layer
-    fired = np.isfinite(np.asarray(t_in, np.float64)).astype(np.float64)
-    if layer.kind == "dense":
-        return float(fired.reshape(len(fired), -1).sum() * layer.channels)
-    kh, kw, _, cout = layer.weight.shape
-    per_position = layer.padded(fired.sum(axis=-1, keepdims=True), 0.0)
-    taps = ops.conv2d(per_position, np.ones((kh, kw, 1, 1)), layer.strides, layer.dilation)
-    return float(np.sum(taps)) * cout
+def synaptic_events(sl: SpikingLayer, times: dict) -> float:
+    """Synaptic events caused by a layer's input spikes: Σ over real synapses whose presynaptic neuron fired."""
+    total = 0.0
+    for g in sl.layer.groups:
+        t = np.asarray(times[g.source], np.float64)
+        fired = np.isfinite(t).astype(np.float64)
+        if g.kind == "dense":
+            total += float(fired.reshape(len(fired), -1).sum() * g.channels)
+            continue
+        kh, kw, _, cout = g.weight.shape
+        per_position = g.padded(fired.sum(axis=-1, keepdims=True), 0.0)
+        taps = ops.conv2d(per_position, np.ones((kh, kw, 1, 1)), g.strides, g.dilation)
+        total += float(np.sum(taps)) * cout
+    return total
 
 
 # --------------------------------------------------------------------------- network
@@ -321,26 +343,30 @@ def simulate(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"simulate ({engine})", unit="batch")
+    last_use = net.scaled_network().last_use()
     for start in starts:
         xb = np.asarray(x[start : start + batch_size], np.float64)
         rngs = [np.random.default_rng([noise_seed, sample_offset + start + k]) for k in range(len(xb))] if noise_sigma > 0 else None
         t = net.input_times(xb)
         if rngs:
             t = np.maximum(t + _noise(rngs, t.shape[1:], noise_sigma), 0.0)
+        for pool in net.input_pools:
+            t = np.asarray(pool.on_times(t, 1.0))
+        times = {-1: t}
         if relu_reference:
             h = (xb - net.input_range[0]) / (net.input_range[1] - net.input_range[0])
             for pool in net.input_pools:
-                h = pool.on_values(h)
-        for pool in net.input_pools:
-            t = pool.on_times(t)
+                h = np.asarray(pool.on_values(h))
+            values = {-1: h}
         for n, sl in enumerate(hidden):
+            inputs = padded_inputs(sl, times)
             if b1:
-                events += synaptic_events(sl, t)
-                spikes, ideal = b1_layer_spikes(sl, t)
+                events += synaptic_events(sl, times)
+                spikes, ideal = b1_layer_spikes(sl, inputs)
                 fired = np.isfinite(spikes)
                 compare = np.where(fired, spikes, sl.t_max)
             else:
-                spikes, ideal, cert, fall = layer_spikes(sl, t, engine, noisy_inputs=noise_sigma > 0)
+                spikes, ideal, cert, fall = layer_spikes(sl, inputs, engine, noisy_inputs=noise_sigma > 0)
                 certified += cert
                 fallback += fall
                 fired, compare = np.ones(spikes.shape, bool), spikes
@@ -349,23 +375,27 @@ def simulate(
             spikes_total[n] += int(fired.sum())
             nonzero[n] += int((compare < sl.t_max - tol).sum())
             if relu_reference:
-                h = np.maximum(sl.layer.apply(h), 0.0)
+                h = np.maximum(sl.layer.apply_groups(values), 0.0)
                 max_err[n] = max(max_err[n], float(np.abs(compare - (sl.t_max - h)).max(initial=0.0)))
                 for pool in sl.layer.pools:
                     h = np.asarray(pool.on_values(h))
+                values[n] = h
             if rngs:
                 spikes = spikes + _noise(rngs, spikes.shape[1:], noise_sigma)
             if record:
                 recorded[n].append(spikes)
-            t = spikes
             for pool in sl.layer.pools:
-                t = np.asarray(pool.on_times(t))
+                spikes = np.asarray(pool.on_times(spikes, sl.t_max))
+            times[n] = spikes
+            for src in [s for s, user in last_use.items() if user == n]:
+                times.pop(src, None)
+        inputs = padded_inputs(net.output, times)
         if b1:
-            events += synaptic_events(net.output, t)
-        logits.append(readout(net.output, t, net.neuron))
+            events += synaptic_events(net.output, times)
+        logits.append(readout(net.output, inputs, net.neuron))
     n_out = net.output.layer.output_shape
     return Simulation(
-        logits=np.concatenate(logits) if logits else np.zeros((0,) + n_out),
+        logits=np.concatenate(logits) if logits else np.zeros((0, int(np.prod(n_out)))),
         deviating=deviating,
         spikes=spikes_total,
         nonzero=nonzero,

@@ -14,7 +14,7 @@ and cannot fire; from t_min^(n) on the input currents are off and dV/dt = α_i (
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,11 @@ class SpikingLayer:
     t_max: float
     threshold: np.ndarray
     alpha: np.ndarray
+    delays: list = field(default_factory=list)  # synaptic delay of each skip group of ``layer``
+
+    def group_delays(self) -> list[float]:
+        """Delay of every synapse group: 0 for the main one, then the skips'."""
+        return [0.0] + [float(d) for d in self.delays]
 
     @property
     def hidden(self) -> bool:
@@ -58,8 +63,12 @@ class SpikingLayer:
 
     @property
     def J(self) -> np.ndarray:
-        """J_ij = W_ij / (1 − Σ_j W_ij) for α = 1 (eq. of DESIGN §2)."""
-        return self.layer.weight / (1.0 - self.layer.weight_sum)
+        """J_ij = W_ij / (1 − Σ_j W_ij) for α = 1 (eq. of DESIGN §2), main synapse group."""
+        return self.group_J(self.layer)
+
+    def group_J(self, group: AffineLayer) -> np.ndarray:
+        """J of one synapse group; Σ_j W_ij runs over all groups of the neuron."""
+        return group.weight / (1.0 - self.layer.weight_sum)
 
     @property
     def neurons(self) -> int:
@@ -145,22 +154,40 @@ class SpikingNetwork:
         )
 
 
-def time_windows(X: np.ndarray, zeta: float) -> list[tuple[float, float, float]]:
-    """(t_start, t_min, t_max) per hidden layer: t_min^(0) = 0, t_max^(0) = 1,
-    t_min^(n) = t_max^(n-1), t_max^(n) = t_min^(n) + (1 + ζ) X_n.
+def window_widths(X: np.ndarray, zeta: float, skip_sources=()) -> list[float]:
+    """B_n = (1 + ζ) X_n per hidden layer, widened where residual connections need it.
 
-    A layer that is silent on the whole sample (X_n = 0) gets the window of X_n = 1: a
-    zero-width window would leave the next layer (the read-out in particular) no time for
-    its α current to integrate the bias.
+    A skip group of layer k reads layer s < k − 1, whose value x codes a spike at
+    t_max^(s) − x.  Delayed by D = t_max^(k-1) − t_max^(s) it arrives at t_max^(k-1) − x,
+    inside layer k's input window [t_min^(k-1), t_max^(k-1)] whenever x ≤ B_{k-1}.  Since
+    x ≤ B_s on every input that fits layer s's own window, B_{k-1} ≥ B_s suffices: then
+    the merge neuron sees one affine map of inputs in one window and the analysis of
+    DESIGN §2 holds unchanged (B_{-1} = 1, the input window).
+    ``skip_sources[k]`` lists the sources of layer k's skip groups.
+    A layer silent on the whole sample (X_n = 0) gets the window of X_n = 1: a zero-width
+    window would leave the next layer (the read-out in particular) no time to integrate.
     """
     if not zeta > -1.0:
         raise ValueError(f"zeta must be > -1 (the window (1 + zeta) X_n must be positive), got {zeta}")
+    widths: list[float] = []
+    for j, x_j in enumerate(np.asarray(X, np.float64)):
+        b = (1.0 + zeta) * (float(x_j) if x_j > 0 else 1.0)
+        sources = skip_sources[j + 1] if j + 1 < len(skip_sources) else ()
+        for src in sources:
+            if src < j:
+                b = max(b, 1.0 if src < 0 else widths[src])
+        widths.append(b)
+    return widths
+
+
+def time_windows(X: np.ndarray, zeta: float, skip_sources=()) -> list[tuple[float, float, float]]:
+    """(t_start, t_min, t_max) per hidden layer: t_min^(0) = 0, t_max^(0) = 1,
+    t_min^(n) = t_max^(n-1), t_max^(n) = t_min^(n) + B_n (:func:`window_widths`)."""
     windows, t_prev_min, t_prev_max = [], 0.0, 1.0
-    for x_n in np.asarray(X, np.float64):
+    for width in window_widths(X, zeta, skip_sources):
         t_min = t_prev_max
-        t_max = t_min + (1.0 + zeta) * (float(x_n) if x_n > 0 else 1.0)
-        windows.append((t_prev_min, t_min, t_max))
-        t_prev_min, t_prev_max = t_min, t_max
+        windows.append((t_prev_min, t_min, t_min + width))
+        t_prev_min, t_prev_max = t_min, t_min + width
     return windows
 
 
@@ -195,8 +222,11 @@ def spiking_network(
     if any(s >= 1.0 for l in prep.hidden for s in l.weight_sum):
         raise ValueError("a hidden neuron has Σ_j W_ij ≥ 1; scale the weights first (scale_weights)")
     rng = np.random.default_rng(alpha_seed)
-    layers, windows = [], time_windows(prep.X, zeta)
-    for layer, (t_start, t_min, t_max) in zip(prep.hidden, windows):
+    skip_sources = [[g.source for g in l.skips] for l in prep.layers]
+    windows = time_windows(prep.X, zeta, skip_sources)
+    t_maxes = {-1: 1.0, **{k: w[2] for k, w in enumerate(windows)}}
+    layers = []
+    for k, (layer, (t_start, t_min, t_max)) in enumerate(zip(prep.hidden, windows)):
         if neuron == "b1":
             theta = (t_max - t_min) - layer.bias
         else:
@@ -204,11 +234,15 @@ def spiking_network(
         alpha = np.ones(layer.output_shape)
         if alpha_sigma > 0:
             alpha = alpha + rng.normal(0.0, alpha_sigma, size=alpha.shape)
-        layers.append(SpikingLayer(layer, t_start, t_min, t_max, np.broadcast_to(theta, layer.output_shape).copy(), alpha))
+        delays = [t_maxes[k - 1] - t_maxes[g.source] for g in layer.skips]
+        layers.append(SpikingLayer(layer, t_start, t_min, t_max, np.broadcast_to(theta, layer.output_shape).copy(),
+                                   alpha, delays))
     out = prep.layers[-1]
+    k = len(prep.hidden)
     t_start, t_min = (windows[-1][1], windows[-1][2]) if windows else (0.0, 1.0)
     alpha_out = out.bias / (t_min - t_start)
-    layers.append(SpikingLayer(out, t_start, t_min, t_min, np.full(out.output_shape, np.nan), alpha_out))
+    delays = [t_maxes[k - 1] - t_maxes[g.source] for g in out.skips]
+    layers.append(SpikingLayer(out, t_start, t_min, t_min, np.full(out.output_shape, np.nan), alpha_out, delays))
     return SpikingNetwork(
         prep.input_shape, prep.input_range, prep.input_pools, layers, prep.X, float(zeta),
         float(alpha_sigma), int(alpha_seed), neuron,

@@ -16,11 +16,7 @@ class UnsupportedLayerError(ValueError):
 
 
 _NON_RELU = "only ReLU hidden units can be coded exactly by one spike time in a bounded window"
-_MERGE = (
-    "merge layers (residual connections, concatenation) are not supported: the importer takes "
-    "straight chains only"
-)
-_MERGES = {"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
+_OTHER_MERGES = {"Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate", "Dot"}
 _IGNORED_AT_INFERENCE = {"Dropout", "SpatialDropout1D", "SpatialDropout2D", "ActivityRegularization"}
 
 
@@ -31,26 +27,26 @@ def _activation_name(layer) -> str:
     return getattr(act, "__name__", str(act))
 
 
-def _chain_layers(model) -> list:
-    """The model's layers in order, after checking they form one straight chain."""
+def _inbound(layer) -> list[str]:
+    """Names of the layers whose outputs feed ``layer``."""
+    tensors = layer.input if isinstance(layer.input, (list, tuple)) else [layer.input]
+    return [t._keras_history.operation.name for t in tensors]
+
+
+def _layers(model) -> list:
+    """The model's layers in topological order, after checking what the mapping can take."""
     import keras
 
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ValueError("only models with exactly one input and one output can be converted")
     layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
     for layer in layers:
-        if type(layer).__name__ in _MERGES:
-            raise UnsupportedLayerError(layer, _MERGE)
+        if type(layer).__name__ in _OTHER_MERGES:
+            raise UnsupportedLayerError(
+                layer, "merge layers other than Add (concatenation, products, ...) are not supported"
+            )
         if isinstance(layer, keras.Model):
             raise UnsupportedLayerError(layer, "nested models are not supported; flatten the model first")
-    if isinstance(model, keras.Sequential):
-        return layers
-    previous = model.inputs
-    if len(previous) != 1 or len(model.outputs) != 1:
-        raise ValueError("only models with exactly one input and one output can be converted")
-    previous = previous[0]
-    for layer in layers:
-        if layer.input is not previous:
-            raise UnsupportedLayerError(layer, "the model is not a straight chain of layers (" + _MERGE + ")")
-        previous = layer.output
     return layers
 
 
@@ -61,30 +57,42 @@ def _weights(layer) -> list[np.ndarray]:
 def import_keras(model) -> ir.Graph:
     """Translate ``model`` into an :class:`exactsnn.ir.Graph` of float64 nodes.
 
-    The final softmax is dropped: it does not change the argmax, and the spiking network's
-    read-out reproduces the logits before it.  Anything the mapping cannot reproduce exactly
-    raises :class:`UnsupportedLayerError` naming the layer and the reason.
+    Sequential and Functional models are both read through their layer graph, so residual
+    ``Add`` merges come through as :class:`exactsnn.ir.Add` nodes.  The final softmax is
+    dropped: it does not change the argmax, and the spiking network's read-out reproduces
+    the logits before it.  Anything the mapping cannot reproduce exactly raises
+    :class:`UnsupportedLayerError` naming the layer and the reason.
     """
     import keras
 
-    layers = _chain_layers(model)
+    layers = _layers(model)
     if not layers:
         raise ValueError("the model has no layers")
     graph = ir.Graph()
-    in_shape = tuple(model.inputs[0].shape[1:]) if model.inputs else None
-    if in_shape is None or any(s is None for s in in_shape):
+    in_shape = tuple(model.inputs[0].shape[1:])
+    if any(s is None for s in in_shape):
         raise ValueError(f"the model's input shape {in_shape} must be fully known (except the batch axis)")
     graph.add("input", ir.Input(in_shape))
-    last = "input"
+    produced: dict[str, str] = {}  # keras layer name -> graph node holding its output
+    final_layer = model.outputs[0]._keras_history.operation
 
-    def add(name, node):
-        nonlocal last
-        graph.add(name, node, after=last)
-        last = name
-
-    for position, layer in enumerate(layers):
-        final = position == len(layers) - 1
+    for layer in layers:
+        final = layer is final_layer
         kind = type(layer).__name__
+        sources = [produced.get(n, "input") for n in _inbound(layer)]
+        if isinstance(layer, keras.layers.Add):
+            graph.add(layer.name, ir.Add(), after=sources)
+            produced[layer.name] = layer.name
+            continue
+        if len(sources) != 1:
+            raise UnsupportedLayerError(layer, f"{kind} with {len(sources)} inputs is not supported")
+        last = sources[0]
+
+        def add(name, node):
+            nonlocal last
+            graph.add(name, node, after=last)
+            last = name
+
         if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D)):
             w = _weights(layer)
             bias = w[1] if layer.use_bias else np.zeros(w[0].shape[-1])
@@ -128,9 +136,7 @@ def import_keras(model) -> ir.Graph:
             act = _activation_name(layer)
             if act == "relu":
                 add(layer.name, ir.ReLU())
-            elif act == "softmax" and final:
-                pass
-            elif act != "linear":
+            elif not ((act == "softmax" and final) or act == "linear"):
                 raise UnsupportedLayerError(layer, f"activation {act!r}: {_NON_RELU}")
         elif isinstance(layer, keras.layers.Softmax):
             if not final:
@@ -148,40 +154,44 @@ def import_keras(model) -> ir.Graph:
             add(layer.name, ir.ZeroPadding2D((top, bottom, left, right)))
         elif isinstance(layer, keras.layers.Flatten):
             add(layer.name, ir.Flatten())
-        elif kind in _IGNORED_AT_INFERENCE:
-            continue
-        else:
+        elif kind not in _IGNORED_AT_INFERENCE:
             raise UnsupportedLayerError(layer, f"{kind} has no exact single-spike counterpart in exactsnn")
+        produced[layer.name] = last
+    graph.output = produced[final_layer.name]
     return graph
 
 
 def float64_logits_model(model):
-    """A float64 copy of the chain ``model`` whose output is the pre-softmax logits.
+    """A float64 copy of ``model`` whose output is the pre-softmax logits.
 
-    The copy is rebuilt from a float64 Input, so no layer (the input included) rounds to
-    float32 on the way.
+    The copy is rebuilt layer by layer from a float64 Input, so no layer (the input
+    included) rounds to float32 on the way.
     """
     import keras
 
-    layers = _chain_layers(model)
-    last = layers[-1]
-    if isinstance(last, keras.layers.Softmax) or (
-        isinstance(last, keras.layers.Activation) and _activation_name(last) == "softmax"
-    ):
-        layers = layers[:-1]
-    x = inp = keras.Input(tuple(model.inputs[0].shape[1:]), dtype="float64")
+    layers = _layers(model)
+    final = model.outputs[0]._keras_history.operation
+    inp = keras.Input(tuple(model.inputs[0].shape[1:]), dtype="float64")
+    tensors: dict[str, object] = {}
     copies = []
     for layer in layers:
+        args = [tensors.get(n, inp) for n in _inbound(layer)]
+        if layer is final and (
+            isinstance(layer, keras.layers.Softmax)
+            or (isinstance(layer, keras.layers.Activation) and _activation_name(layer) == "softmax")
+        ):
+            tensors[layer.name] = args[0]
+            continue
         cfg = layer.get_config()
         cfg["dtype"] = "float64"
-        if layer is last and cfg.get("activation") == "softmax":
+        if layer is final and cfg.get("activation") == "softmax":
             cfg["activation"] = "linear"
         copy = type(layer).from_config(cfg)
-        x = copy(x)
+        tensors[layer.name] = copy(args if len(args) > 1 else args[0])
         copies.append((layer, copy))
     for layer, copy in copies:
         copy.set_weights([np.asarray(w, np.float64) for w in layer.get_weights()])
-    return keras.Model(inp, x)
+    return keras.Model(inp, tensors[final.name])
 
 
 def keras_logits(model, x, batch_size: int = 256) -> np.ndarray:
