@@ -22,6 +22,8 @@ CASES = {
     "digits_fc": ((8, 8, 1), 10, 1.0),
     "digits_lenet": ((8, 8, 1), 10, 1.0),
     "digits_vgg": ((8, 8, 1), 10, 1.0),
+    "resnet20": ((32, 32, 3), 10, 0.25),
+    "digits_resnet": ((8, 8, 1), 10, 1.0),
 }
 
 
@@ -50,7 +52,7 @@ def test_builds_trains_one_step_and_converts(name):
     assert model.layers[-1].activation.__name__ == "softmax"
 
     data = _fake_dataset(shape, classes)
-    recipe = "sgd_cifar" if name.startswith("vgg15") else "adam_mnist"
+    recipe = "sgd_cifar" if name.startswith(("vgg15", "resnet")) else "adam_mnist"
     before = [w.copy() for w in model.get_weights()]
     history = train(model, data, recipe=recipe, epochs=1, batch_size=len(data.x_train), verbose=0)
     assert len(history.history["loss"]) == 1 and np.isfinite(history.history["loss"][0])
@@ -65,6 +67,15 @@ def test_builds_trains_one_step_and_converts(name):
     net = exactsnn.convert(model, data.x_train, input_range=data.input_range)
     sim = net.simulate(data.x_test)
     np.testing.assert_array_equal(sim.predictions, keras_logits(model, data.x_test).argmax(axis=1))
+    assert sim.deviating.sum() == 0
+
+
+def test_resnet20_structure():
+    model = build("resnet20", (32, 32, 3), 10)
+    kinds = _kinds(model)
+    assert kinds.count("Add") == 9 and kinds.count("Conv2D") == 19 + 2  # 19 + two projections
+    assert kinds[-2:] == ["GlobalAveragePooling2D", "Dense"]
+    assert model.count_params() < 300_000
 
 
 def test_fc_structure():

@@ -17,6 +17,11 @@ them by layer order (:func:`exactsnn.training.load_weights`):
                   dropout 0.3/0.4/0.5 as in the original CIFAR training script
 ``vgg15_cifar_l1`` the same with L1 activity regularisation 1e-6 after every ReLU
 ``digits_fc``, ``digits_lenet``, ``digits_vgg``  small versions for 8×8×1 digits
+``resnet20``      the CIFAR ResNet-20 of He et al. (16/32/64 channels, 3×3 basic blocks,
+                  BN before ReLU, 1×1 projection shortcuts with BN where the shape changes,
+                  global average pooling) — a Functional model with ``Add`` merges
+``digits_resnet`` a two-block ResNet in miniature for the digits (one identity, one
+                  projection shortcut with stride 2)
 
 Common keyword arguments: ``width`` multiplies every hidden layer's channels/units (tests build
 thin networks this way); ``dropout`` replaces the paper's dropout rate(s) by one rate (0 leaves
@@ -44,18 +49,24 @@ def _register(name: str):
     return wrap
 
 
+_RESIDUAL: dict[str, Callable[..., keras.Model]] = {}
+
+
 def build(name: str, input_shape, num_classes: int, **kw) -> keras.Model:
     """Build the named architecture for inputs of ``input_shape`` (H, W, C) and ``num_classes``.
 
-    Returns an uncompiled ``keras.Sequential`` named ``name``.  Unknown names raise
-    ``ValueError`` listing the valid ones; unknown keyword arguments raise ``TypeError``.
+    Returns an uncompiled ``keras.Sequential`` (a Functional model for the residual networks)
+    named ``name``.  Unknown names raise ``ValueError`` listing the valid ones; unknown keyword
+    arguments raise ``TypeError``.
     """
-    if name not in _BUILDERS:
+    if name not in _BUILDERS and name not in _RESIDUAL:
         raise ValueError(f"unknown architecture {name!r}; valid names: {', '.join(NAMES)}")
     seed = kw.pop("seed", None)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     input_shape = tuple(int(d) for d in input_shape)
+    if name in _RESIDUAL:
+        return _RESIDUAL[name](name, input_shape, int(num_classes), **kw)
     chain = _Chain(name, input_shape)
     _BUILDERS[name](chain, int(num_classes), **kw)
     return keras.Sequential([keras.Input(shape=input_shape), *chain.layers], name=name)
@@ -269,4 +280,41 @@ def _build_digits_vgg(model, num_classes, *, width=1.0, dropout=0.0):
     )
 
 
-NAMES: tuple[str, ...] = tuple(_BUILDERS)
+def _basic_block(x, filters: int, stride: int, name: str):
+    """conv3×3(stride)-BN-ReLU-conv3×3-BN, plus the shortcut, then ReLU (He et al. 2016)."""
+    h = layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"{name}_conv1")(x)
+    h = layers.ReLU(name=f"{name}_relu1")(layers.BatchNormalization(name=f"{name}_bn1")(h))
+    h = layers.Conv2D(filters, 3, padding="same", name=f"{name}_conv2")(h)
+    h = layers.BatchNormalization(name=f"{name}_bn2")(h)
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_proj")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([h, shortcut]))
+
+
+def _resnet(name, input_shape, num_classes, stages, *, width=1.0, stem=16):
+    inp = keras.Input(shape=input_shape)
+    x = layers.Conv2D(_units(stem, width), 3, padding="same", name="stem_conv")(inp)
+    x = layers.ReLU(name="stem_relu")(layers.BatchNormalization(name="stem_bn")(x))
+    for s, (filters, blocks) in enumerate(stages):
+        for b in range(blocks):
+            stride = 2 if (s > 0 and b == 0) else 1
+            x = _basic_block(x, _units(filters, width), stride, f"stage{s + 1}_block{b + 1}")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    out = layers.Dense(num_classes, activation="softmax", name="logits")(x)
+    return keras.Model(inp, out, name=name)
+
+
+def _build_resnet20(name, input_shape, num_classes, *, width=1.0):
+    return _resnet(name, input_shape, num_classes, [(16, 3), (32, 3), (64, 3)], width=width)
+
+
+def _build_digits_resnet(name, input_shape, num_classes, *, width=1.0):
+    return _resnet(name, input_shape, num_classes, [(8, 1), (16, 1)], width=width, stem=8)
+
+
+_RESIDUAL["resnet20"] = _build_resnet20
+_RESIDUAL["digits_resnet"] = _build_digits_resnet
+
+NAMES: tuple[str, ...] = tuple(_BUILDERS) + tuple(_RESIDUAL)

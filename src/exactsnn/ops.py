@@ -8,7 +8,13 @@ tap is an input spike that codes 0, DESIGN §2).
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
+
+
+def _tf():
+    """TensorFlow, imported on first use: jobs that only read results need not pay for it."""
+    import tensorflow as tf
+
+    return tf
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -31,15 +37,16 @@ def pad_input(x, pads, used, value: float):
     ``pads`` is (top, bottom, left, right).  The crop exists for averaging pools folded into
     a convolution (see :func:`exactsnn.preprocess.fold_avg_pool_into_conv`).
     """
-    x = x[:, : used[0], : used[1], :]
+    x = np.asarray(x, np.float64)[:, : used[0], : used[1], :]
     top, bottom, left, right = pads
     if top or bottom or left or right:
-        x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=value)
+        x = np.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)], constant_values=value)
     return x
 
 
 def conv2d(x, kernel: np.ndarray, strides, dilation):
     """``valid`` 2-D convolution (cross-correlation, as Keras) in float64."""
+    tf = _tf()
     return tf.nn.conv2d(
         tf.convert_to_tensor(x, tf.float64),
         tf.convert_to_tensor(kernel, tf.float64),
@@ -55,6 +62,7 @@ def signed_max_pool(x, size, strides, padding: str, sign: np.ndarray):
     Min pooling appears when a batch normalisation with a negative scale was folded through
     the pool: s·max(x) = min(s·x) for s < 0.  Padding is ignored either way (as in Keras).
     """
+    tf = _tf()
     x = tf.convert_to_tensor(x, tf.float64)
     ksize = [1, size[0], size[1], 1]
     st = [1, strides[0], strides[1], 1]

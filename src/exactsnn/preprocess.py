@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-import tensorflow as tf
 
 from . import ir, ops
 from .serialize import register
@@ -55,7 +54,7 @@ class Pool:
         return ops.signed_max_pool(self._pad(x, 0.0), self.size, self.strides, self.padding, self.sign)
 
     def on_times(self, t, t_max: float = 0.0):
-        t = self._pad(tf.convert_to_tensor(t, tf.float64), t_max)
+        t = self._pad(np.asarray(t, np.float64), t_max)
         return -ops.signed_max_pool(-t, self.size, self.strides, self.padding, self.sign)
 
     def output_shape(self, shape):
@@ -360,6 +359,8 @@ def fold_zero_padding(layer: AffineLayer, pads: tuple, shape: tuple, name: str) 
 
 def fold_avg_pool_into_dense(layer: AffineLayer, node: ir.AvgPool2D, shape: tuple) -> AffineLayer:
     """W' = Pᵀ W for the (linear) average-pooling map P, obtained as its exact adjoint."""
+    import tensorflow as tf
+
     n_out = layer.channels
     x = tf.zeros((n_out,) + shape, tf.float64)
     pooled = layer.input_shape
