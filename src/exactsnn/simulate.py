@@ -183,6 +183,60 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
     return np.minimum(out, sl.t_max)
 
 
+def _neuron_patches(sl: SpikingLayer, inputs: list, samples, positions):
+    """Receptive-field times (K, F) of neurons at (sample, position), all synapse groups,
+    clamped at t_start; and the matching J rows (F, C)."""
+    layer = sl.layer
+    times = np.concatenate([_patches(g, tp, samples, positions) for g, tp in zip(layer.groups, inputs)], axis=1)
+    J = np.concatenate([sl.group_J(g).reshape(-1, layer.channels) for g in layer.groups])
+    return np.maximum(times, sl.t_start), J
+
+
+def grid_certify(sl: SpikingLayer, inputs: list, index: tuple, T, bins: int = 8) -> np.ndarray:
+    """Certify selected neurons with a piecewise bound of their potential (True = certified).
+
+    [t_start, T] is cut into ``bins`` equal bins τ_0 < … < τ_K.  On a bin, inputs that arrived
+    before it add a linear term, those after it nothing, and those inside it J_j (t − t_j)^+:
+    convex for J_j > 0, and at most 0 for J_j < 0.  Dropping the in-bin inhibitory terms
+    leaves a convex majorant, so on the bin V ≤ max(V(τ_k), V(τ_{k+1}) + Σ_{in bin, J<0} |J_j| (τ_{k+1} − t_j)).
+    If every bin stays below ϑ the neuron cannot fire before T.  Neurons sharing a receptive
+    field share the patch, and the bound is a handful of matrix products per bin.
+    """
+    layer = sl.layer
+    b, c = index[0], index[-1]
+    positions = np.stack(index[1:3], 1) if layer.kind == "conv" else np.zeros((len(b), 2), int)
+    keys = np.stack([b, positions[:, 0], positions[:, 1]], 1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    alpha = np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]]
+    theta = np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]]
+    ok = np.zeros(len(b), bool)
+    F = sum(int(np.prod(g.weight.shape[:-1])) for g in layer.groups)
+    step = max(1, _CHUNK // (4 * F))
+    for s in range(0, len(unique), step):
+        u = unique[s : s + step]
+        times, J = _neuron_patches(sl, inputs, u[:, 0], u[:, 1:] if layer.kind == "conv" else None)
+        sel = np.flatnonzero((inverse >= s) & (inverse < s + len(u)))
+        row, col = inverse[sel] - s, c[sel]
+        channels, ch_index = np.unique(col, return_inverse=True)
+        Jc, Jneg = J[:, channels], np.maximum(-J[:, channels], 0.0)
+        t_hi = np.asarray(T, np.float64).reshape(-1)[u[:, 0]] if np.ndim(T) else np.full(len(u), float(T))
+        grid = sl.t_start + (t_hi - sl.t_start)[:, None] * np.linspace(0.0, 1.0, bins + 1)[None, :]
+        a, th = alpha[sel], theta[sel]
+        good = np.ones(len(sel), bool)
+        v_lo = np.zeros(len(sel))  # V(t_start) = 0
+        for k in range(bins):
+            lo, hi = grid[:, k : k + 1], grid[:, k + 1 : k + 2]
+            v_hi_all = np.maximum(hi - times, 0.0) @ Jc
+            v_hi = a * (hi[row, 0] - sl.t_start) + v_hi_all[row, ch_index]
+            inside = ((times > lo) & (times <= hi)) * (hi - times)
+            corr = (inside @ Jneg)[row, ch_index]
+            good &= (v_lo < th) & (v_hi + corr < th)
+            v_lo = v_hi
+        ok[sel] = good
+    return ok
+
+
 # --------------------------------------------------------------------------- one layer
 
 
@@ -265,15 +319,37 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         certified = np.broadcast_to(alpha * width + j_pos_sum * width < theta, (batch,) + layer.output_shape).copy()
         channels = np.flatnonzero(~certified.reshape(-1, layer.channels).all(axis=0))
     if channels.size:
-        bound = alpha[..., channels] * (T - sl.t_start)
-        for g, tp in zip(groups, inputs):
-            w_pos = np.maximum(g.weight[..., channels], 0.0) / one_minus[channels]
-            bound = bound + _synaptic_sum(g, T - np.maximum(tp, sl.t_start), w_pos)
-        certified[..., channels] |= bound < theta[..., channels]
+        # Bound 1: V(t) ≤ α (T − t_start) + Σ_{J_ij > 0} J_ij (T − t_j): inhibition left out.
+        a, th = alpha[..., channels], theta[..., channels]
+        reach = [T - np.maximum(tp, sl.t_start) for tp in inputs]  # x_j = T − t_j ∈ [0, S]
+        bound = a * (T - sl.t_start)
+        for g, x in zip(groups, reach):
+            bound = bound + _synaptic_sum(g, x, np.maximum(g.weight[..., channels], 0.0) / one_minus[channels])
+        certified[..., channels] |= bound < th
+        channels = channels[~certified[..., channels].reshape(-1, channels.size).all(axis=0)]
+    if channels.size:
+        # Bound 2: with s = T − t, V(T − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.  An inhibitory term
+        # is at most J_ij (x_j − s) (early inputs, x_j ≥ S/4) or 0 (late ones); with the
+        # excitatory terms the majorant is convex in s, so its maximum is at s = 0 or s = S:
+        # V(T) + Σ_{late} |J_ij| x_j and Σ_{early} |J_ij| (S − x_j).
+        a, th = alpha[..., channels], theta[..., channels]
+        S = T - sl.t_start
+        v_T = a * S + sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach)) / one_minus[channels]
+        late_bound, early_bound = v_T, 0.0
+        for g, x in zip(groups, reach):
+            w_neg = np.maximum(-g.weight[..., channels], 0.0) / one_minus[channels]
+            late = x < 0.25 * S
+            late_bound = late_bound + _synaptic_sum(g, np.where(late, x, 0.0), w_neg)
+            early_bound = early_bound + _synaptic_sum(g, np.where(late, 0.0, S - x), w_neg)
+        certified[..., channels] |= (late_bound < th) & (early_bound < th)
     index = np.nonzero(~certified)
     if index[0].size:
+        fine = grid_certify(sl, inputs, index, T)
+        index = tuple(i[~fine] for i in index)
+    if index[0].size:
         spikes[index] = _event_neurons(sl, inputs, index)
-    return spikes, ideal, int(certified.sum()), int(index[0].size)
+    n_fallback = int(index[0].size)
+    return spikes, ideal, spikes.size - n_fallback, n_fallback
 
 
 def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
