@@ -58,3 +58,17 @@ def test_bad_input_gives_one_line_and_exit_2(files, capsys, argv, fragment):
     assert main([a.format(tmp=tmp) for a in argv]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and err.startswith("exactsnn: error:") and fragment in err, err
+
+
+def test_export_writes_hdf5_that_loads_back(files, capsys):
+    from exactsnn.export import load_hdf5
+
+    tmp, model, x = files
+    assert main(["convert", str(tmp / "model.keras"), str(tmp / "x.npy"), "-o", str(tmp / "snn2.npz"),
+                 "--input-range", "0", "16", "--neuron", "b1"]) == 0
+    assert main(["export", str(tmp / "snn2.npz"), "-o", str(tmp / "snn2.h5")]) == 0
+    net = load_hdf5(tmp / "snn2.h5")
+    assert net.neuron == "b1"
+    import exactsnn
+
+    assert np.array_equal(net.predict(x), exactsnn.load(tmp / "snn2.npz").predict(x))

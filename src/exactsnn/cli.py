@@ -1,4 +1,4 @@
-"""Command line: ``exactsnn convert | predict | inspect | caffe2keras``.
+"""Command line: ``exactsnn convert | predict | inspect | export | crosscheck | caffe2keras``.
 
 Bad input (a missing file, an array of the wrong shape or dtype, a layer the mapping
 cannot represent) ends with one line on stderr and exit status 2, not a traceback.
@@ -103,6 +103,27 @@ def cmd_inspect(args) -> None:
     print(f"hidden neurons {net.hidden_neurons}, latency t_min^(L) = {net.latency:.6g}, ReLU MACs {net.relu_macs}")
 
 
+def cmd_export(args) -> None:
+    from .export import save_hdf5
+
+    net = _load_network(args.network)
+    save_hdf5(net, args.output)
+    print(f"wrote {args.output}")
+
+
+def cmd_crosscheck(args) -> None:
+    from .crosscheck import main_crosscheck
+
+    for path in (args.network, args.inputs):
+        if not Path(path).is_file():
+            raise CLIError(f"{path}: no such file")
+    try:
+        import brian2  # noqa: F401
+    except ImportError as err:
+        raise CLIError(f"the cross-check needs Brian2: pip install 'exactsnn[crosscheck]' ({err})") from err
+    main_crosscheck(args.network, args.inputs, args.dt, args.n, output=args.output)  # exits 1 on a failed check
+
+
 def cmd_caffe2keras(args) -> None:
     from .importers.caffe import main_caffe2keras
 
@@ -140,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="print windows, X_n, thresholds and neuron counts")
     i.add_argument("network", help="spiking network (.npz)")
     i.set_defaults(func=cmd_inspect)
+
+    e = sub.add_parser("export", help="write a converted network in the documented HDF5 layout")
+    e.add_argument("network", help="spiking network (.npz)")
+    e.add_argument("-o", "--output", required=True, help="HDF5 file to write (.h5)")
+    e.set_defaults(func=cmd_export)
+
+    x = sub.add_parser("crosscheck", help="compare our simulator with Brian2 on the first samples")
+    x.add_argument("network", help="spiking network (.npz or .h5)")
+    x.add_argument("inputs", help="inputs (.npy, raw input domain)")
+    x.add_argument("--dt", type=float, default=1e-3, help="Brian2 time step (default 0.001)")
+    x.add_argument("-n", type=int, default=20, help="number of samples (default 20)")
+    x.add_argument("--output", help="also write the comparison table as CSV")
+    x.set_defaults(func=cmd_crosscheck)
 
     k = sub.add_parser("caffe2keras", help="convert a Caffe VGG (prototxt + caffemodel) to a Keras model")
     k.add_argument("prototxt")
