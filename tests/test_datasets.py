@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 import struct
 import warnings
@@ -395,3 +396,12 @@ def test_no_warning_when_found_first(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load("mnist", path=folder, **_isolated(tmp_path))
+
+
+@pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist"),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_the_debian_package():
+    data = datasets.load("fashion_mnist", download=False, cache_dir="/nonexistent")
+    assert data.x_train.shape == (60000, 28, 28, 1) and data.x_test.shape == (10000, 28, 28, 1)
+    assert data.x_train.min() == 0.0 and data.x_train.max() == 1.0 and data.input_range == (0.0, 1.0)
+    assert np.array_equal(np.bincount(data.y_train), np.full(10, 6000))
