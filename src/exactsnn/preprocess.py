@@ -236,9 +236,8 @@ class PreprocessedNetwork:
                 last[g.source] = k
         return last
 
-    def forward(self, x, return_hidden: bool = False, batch_size: int = 512):
-        """Float64 logits of the scaled ReLU network; optionally every hidden layer's ReLU output."""
-        logits, hidden = [], []
+    def batches(self, x, batch_size: int = 512):
+        """Per batch of ``x``: (logits, [ReLU output of every hidden layer]) in float64."""
         last = self.last_use()
         for start in range(0, len(x), batch_size):
             h = self.normalise(x[start : start + batch_size])
@@ -250,14 +249,22 @@ class PreprocessedNetwork:
                 for src in [s for s, user in last.items() if user == k]:
                     outputs.pop(src, None)
                 if not layer.relu:
-                    logits.append(z.reshape(len(z), -1))
+                    yield z.reshape(len(z), -1), acts
                     break
                 z = np.maximum(z, 0.0)
                 acts.append(z)
                 for pool in layer.pools:
                     z = pool.on_values(z)
                 outputs[k] = np.asarray(z)
-            hidden.append(acts)
+
+    def forward(self, x, return_hidden: bool = False, batch_size: int = 512):
+        """Float64 logits of the scaled ReLU network; optionally every hidden layer's ReLU output
+        (memory grows with the data set: :func:`max_activations` reduces per batch instead)."""
+        logits, hidden = [], []
+        for out, acts in self.batches(x, batch_size):
+            logits.append(out)
+            if return_hidden:
+                hidden.append(acts)
         logits = np.concatenate(logits) if logits else np.zeros((0,))
         if not return_hidden:
             return logits
@@ -692,11 +699,12 @@ def _divide_inputs(group: AffineLayer, f: np.ndarray) -> AffineLayer:
 
 def max_activations(net: PreprocessedNetwork, x_sample) -> np.ndarray:
     """X_n = max over the sample and the neurons of hidden layer n's ReLU output, one pass."""
-    x_sample = np.asarray(x_sample, np.float64)
     if len(x_sample) == 0:
         raise ValueError("the training sample for X_n is empty")
-    _, hidden = net.forward(x_sample, return_hidden=True)
-    return np.array([float(h.max()) for h in hidden])
+    X = np.zeros(len(net.hidden))
+    for _, acts in net.batches(x_sample, batch_size=256):
+        X = np.maximum(X, [float(a.max()) for a in acts])
+    return X
 
 
 def preprocess(graph: ir.Graph, x_sample, *, input_range=(0.0, 1.0), lower=-10.0, upper=0.99) -> PreprocessedNetwork:
