@@ -1,0 +1,507 @@
+"""Integration tests of the Snakemake workflow (workflow/, config/, profiles/default/).
+
+Each run works in its own temporary directory (``snakemake -d``) with an explicit
+``--configfile``, from the repository root so that profiles/default applies as it does for a
+user.  Nothing is downloaded: the default config uses scikit-learn's digits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "workflow" / "Snakefile"
+CONFIG = ROOT / "config"
+
+# Every rule the paper config must plan (a rule with no job would mean a row is not wired up).
+PAPER_RULES = {
+    "data",
+    "train",
+    "phase1",
+    "phase2_network",
+    "phase2_part",
+    "phase2_gather",
+    "measure",
+    "table",
+    "robustness_point",
+    "robustness_table",
+    "robustness_plot",
+    "figures",
+    "places365_data",
+    "places365_model",
+    "pass_data",
+    "pass_model",
+    "all",
+}
+
+
+def snakemake(*args: str, workdir: Path | None = None, timeout: float = 900, **kw):
+    """Run snakemake from the repository root; returns the CompletedProcess (never raises on rc)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE)]
+    if workdir is not None:
+        cmd += ["-d", str(workdir)]
+    cmd += list(args)
+    return subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=_env(), **kw
+    )
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def write_config(path: Path, **sections) -> Path:
+    """A config file with every section set (so nothing is inherited from another file)."""
+    config = {
+        "benchmarks": [],
+        "robustness": {"benchmarks": []},
+        "figures": {"benchmarks": []},
+    }
+    config.update(sections)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def digits_row(model="fc", architecture="digits_fc", **extra) -> dict:
+    row = {
+        "dataset": "digits",
+        "model": model,
+        "architecture": architecture,
+        "recipe": "adam_mnist",
+        "epochs": 5,
+        "batch_size": 32,
+        "parts": 2,
+    }
+    row.update(extra)
+    return row
+
+
+def job_counts(stdout: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    block = stdout.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", block, re.M)}
+
+
+def read_table(workdir: Path):
+    import pandas as pd
+
+    return pd.read_csv(workdir / "results" / "table.csv")
+
+
+def check_exact(table) -> None:
+    assert len(table), "empty results table"
+    for row in table.itertuples():
+        assert row.agreement == 1.0, f"{row.dataset}/{row.model}: agreement {row.agreement}"
+        assert row.accuracy_snn == row.accuracy_original, (
+            f"{row.dataset}/{row.model}: SNN accuracy {row.accuracy_snn} "
+            f"!= original {row.accuracy_original}"
+        )
+        assert row.accuracy_scaled == row.accuracy_original
+
+
+def leftover_temporaries(workdir: Path) -> list[Path]:
+    """Half-written outputs: the hidden temporary names the scripts write before os.replace."""
+    return [p for p in (workdir / "results").rglob(".*") if p.is_file()]
+
+
+# ------------------------------------------------------------------------------- static checks
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", "--configfile", str(CONFIG / "config.yaml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_paper_config_plans_every_rule_for_every_row(tmp_path):
+    result = snakemake("-n", "--configfile", str(CONFIG / "paper.yaml"), workdir=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert PAPER_RULES <= set(counts), f"rules not planned: {PAPER_RULES - set(counts)}"
+    rows = yaml.safe_load((CONFIG / "paper.yaml").read_text())["benchmarks"]
+    assert counts["measure"] == len(rows) == 10
+    assert counts["phase2_part"] == sum(row.get("parts", 1) for row in rows)
+    assert {(r["dataset"], r["model"]) for r in rows} >= {("places365", "vgg16"), ("pass", "vgg16")}
+    # Nothing ran and nothing was written: a dry run needs no data.
+    assert not (tmp_path / "results").exists()
+
+
+def test_default_config_dry_run(tmp_path):
+    result = snakemake("-n", "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert counts["measure"] == 3
+    assert counts["figures"] == 1
+    assert counts["robustness_point"] >= 3
+
+
+@pytest.mark.parametrize(
+    "change, key, reason",
+    [
+        ({"epochs": "many"}, "benchmarks[0].epochs", "is not of type"),
+        ({"fraction": 1.5}, "benchmarks[0].fraction", "maximum"),
+        ({"epoch": 3}, "benchmarks[0]", "'epoch' was unexpected"),
+        ({"parts": 0}, "benchmarks[0].parts", "minimum"),
+    ],
+)
+def test_bad_benchmark_fails_before_any_job(tmp_path, change, key, reason):
+    config = write_config(tmp_path / "bad.yaml", benchmarks=[digits_row(**change)])
+    result = snakemake("--cores", "1", "--configfile", str(config), workdir=tmp_path / "run")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"config key '{key}'" in out, out
+    assert reason in out, out
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_bad_sections_fail_before_any_job(tmp_path):
+    cases = [
+        ({"phase2": {"zeta": -2}}, "phase2.zeta"),
+        ({"phase2": {"engine": "magic"}}, "phase2.engine"),
+        ({"robustness": {"benchmarks": [{"dataset": "digits", "model": "nope"}]}}, "robustness.benchmarks[0]"),
+        ({"figures": {"benchmarks": [{"dataset": "mnist", "model": "fc"}]}}, "figures.benchmarks[0]"),
+        ({"benchmarks": [digits_row(), digits_row()]}, "benchmarks[1]"),
+        ({"benchmarks": []}, "benchmarks"),
+        ({"unknown_section": 1}, "<top level>"),
+    ]
+    for i, (sections, key) in enumerate(cases):
+        sections.setdefault("benchmarks", [digits_row()])
+        config = write_config(tmp_path / f"bad{i}.yaml", **sections)
+        result = snakemake("--cores", "1", "--configfile", str(config), workdir=tmp_path / "run")
+        out = result.stdout + result.stderr
+        assert result.returncode != 0, sections
+        assert f"config key '{key}'" in out, (sections, out)
+    assert not (tmp_path / "run" / "results").exists()
+
+
+def test_schema_defaults_are_filled_in(tmp_path):
+    # Only the required keys: every default comes from the schema, and the DAG builds.
+    row = {"dataset": "digits", "model": "fc", "architecture": "digits_fc", "recipe": "adam_mnist"}
+    config = write_config(tmp_path / "minimal.yaml", benchmarks=[row])
+    result = snakemake("-n", "--configfile", str(config), workdir=tmp_path / "run")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job_counts(result.stdout)["phase2_part"] == 1  # parts defaults to 1
+
+
+# ------------------------------------------------------------------------------- missing inputs
+
+
+def test_missing_dataset_says_what_to_put_where(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = write_config(
+        tmp_path / "fmnist.yaml",
+        benchmarks=[
+            {"dataset": "fashion_mnist", "model": "fc", "architecture": "fc", "recipe": "adam_mnist"}
+        ],
+        datasets={
+            "fashion_mnist": {"path": str(tmp_path / "nowhere"), "system_dir": str(empty), "download": False}
+        },
+        data={"cache_dir": str(tmp_path / "keras")},
+    )
+    run = tmp_path / "run"
+    result = snakemake(
+        "--cores", "1", "--show-failed-logs", "--configfile", str(config), "--until", "data", workdir=run
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "train-images-idx3-ubyte.gz" in out, out
+    assert str(empty) in out, out
+    assert "dataset-fashion-mnist" in out, out
+    assert not (run / "results" / "data" / "fashion_mnist" / "dataset.npz").exists()
+    if (run / "results").exists():
+        assert not leftover_temporaries(run)
+
+
+def test_missing_weights_file_fails_before_any_job(tmp_path):
+    missing = tmp_path / "models" / "mnist_fc_relu_original.h5"
+    config = write_config(tmp_path / "w.yaml", benchmarks=[digits_row(weights=str(missing))])
+    result = snakemake("--cores", "1", "--configfile", str(config), workdir=tmp_path / "run")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "MissingInputException" in out and str(missing) in out, out
+    assert not (tmp_path / "run" / "results").exists()
+
+
+# ------------------------------------------------------------------------------- real runs
+
+
+@pytest.mark.workflow
+@pytest.mark.slow
+def test_default_workflow_end_to_end(tmp_path):
+    started = time.monotonic()
+    result = snakemake("--cores", "2", "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path, timeout=1200)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    print(f"default workflow: {seconds:.0f} s")
+
+    table = read_table(tmp_path)
+    config = yaml.safe_load((CONFIG / "config.yaml").read_text())
+    assert [(r.dataset, r.model) for r in table.itertuples()] == [
+        (b["dataset"], b["model"]) for b in config["benchmarks"]
+    ]
+    check_exact(table)
+    assert (table.test_samples == 450).all()
+    assert (table.deviating_spikes == 0).all()
+    markdown = (tmp_path / "results" / "table.md").read_text()
+    assert markdown.count("\n") == len(table) + 2 and "Agreement" in markdown
+
+    import pandas as pd
+
+    sweep = pd.read_csv(tmp_path / "results" / "robustness.csv")
+    assert set(sweep.knob) == {"zeta", "noise_sigma", "alpha_sigma"}
+    trials = config["robustness"]["trials"]
+    noisy = sweep[sweep.knob == "noise_sigma"]
+    assert len(noisy) == trials * len(config["robustness"]["noise_sigma"])
+    assert noisy.groupby("value").seed.nunique().eq(trials).all()  # each trial its own seed
+    assert (sweep[(sweep.knob == "zeta") & (sweep.value == 0.5)].agreement == 1.0).all()
+    for knob in ("zeta", "noise_sigma", "alpha_sigma"):
+        assert (tmp_path / "results" / "robustness" / "digits" / "lenet" / f"{knob}.png").stat().st_size > 0
+    for name in ("raster", "histogram", "potentials", "output"):
+        assert (tmp_path / "results" / "figures" / "digits" / "vgg" / f"{name}.png").stat().st_size > 0
+    assert not leftover_temporaries(tmp_path)
+
+    # Nothing left to do, and the report builds from what is there.
+    again = snakemake("-n", "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    report = tmp_path / "report.html"
+    built = snakemake("--report", str(report), "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert report.stat().st_size > 0
+
+
+def _run_until_killed(config: Path, workdir: Path, marker: Path, timeout: float = 600) -> None:
+    """Start the workflow, and SIGKILL it (and its jobs) as soon as ``marker`` exists."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir)]
+    cmd += ["--cores", "2", "--configfile", str(config)]
+    with open(workdir.parent / f"{workdir.name}.killed.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+        try:
+            deadline = time.monotonic() + timeout
+            while not marker.exists():
+                assert proc.poll() is None, "the workflow ended before it could be killed"
+                assert time.monotonic() < deadline, "timed out waiting for the marker"
+                time.sleep(0.05)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.workflow
+def test_resume_after_killed_job_gives_the_same_table(tmp_path):
+    config = write_config(
+        tmp_path / "small.yaml",
+        benchmarks=[digits_row(parts=3)],
+        phase2={"batch_size": 16},
+    )
+    fresh = tmp_path / "fresh"
+    result = snakemake("--cores", "2", "--configfile", str(config), workdir=fresh)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    # Killed while Phase 2 runs: the network exists, the parts are being simulated.
+    _run_until_killed(config, resumed, resumed / "results" / "phase2" / "digits" / "fc" / "snn.npz")
+    assert not (resumed / "results" / "table.csv").exists()
+
+    # A killed Snakemake leaves its lock: --unlock, then run again. profiles/default sets
+    # rerun-incomplete, so whatever the kill interrupted is redone.
+    assert snakemake("--unlock", "--configfile", str(config), workdir=resumed).returncode == 0
+    result = snakemake("--cores", "2", "--configfile", str(config), workdir=resumed)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Nothing to be done" in snakemake("-n", "--configfile", str(config), workdir=resumed).stdout
+
+    a, b = read_table(fresh), read_table(resumed)
+    check_exact(b)
+    columns = [c for c in a.columns if c != "runtime_s"]  # wall-clock time is the one exception
+    assert a[columns].equals(b[columns]), f"\n{a[columns]}\n{b[columns]}"
+
+
+# ------------------------------------------------------------------------------- image sets
+
+TINY_PROTOTXT = """
+name: "tiny_vgg"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 16 dim: 16 } } }
+layer { name: "conv1_1" type: "Convolution" bottom: "data" top: "conv1_1"
+        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
+layer { name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1" }
+layer { name: "pool1" type: "Pooling" bottom: "conv1_1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "conv2_1" type: "Convolution" bottom: "pool1" top: "conv2_1"
+        convolution_param { num_output: 6 kernel_size: 3 pad: 1 } }
+layer { name: "relu2_1" type: "ReLU" bottom: "conv2_1" top: "conv2_1" }
+layer { name: "pool2" type: "Pooling" bottom: "conv2_1" top: "pool2" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "fc6" type: "InnerProduct" bottom: "pool2" top: "fc6" inner_product_param { num_output: 12 } }
+layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
+layer { name: "fc8a" type: "InnerProduct" bottom: "fc6" top: "fc8a" inner_product_param { num_output: 5 } }
+layer { name: "prob" type: "Softmax" bottom: "fc8a" top: "prob" }
+"""
+
+
+def _write_caffe_fixture(folder: Path, rng) -> tuple[Path, Path]:
+    """A tiny VGG-like Caffe net (random weights) as deploy.prototxt + .caffemodel."""
+    import numpy as np
+
+    from exactsnn.importers import caffe
+
+    shapes = {
+        "conv1_1": [(4, 3, 3, 3), (4,)],
+        "conv2_1": [(6, 4, 3, 3), (6,)],
+        "fc6": [(12, 6 * 4 * 4), (12,)],
+        "fc8a": [(5, 12), (5,)],
+    }
+    classes = caffe.caffe_schema()
+    net = classes["NetParameter"]()
+    net.name = "tiny_vgg"
+    for name, blob_shapes in shapes.items():
+        layer = net.layer.add()
+        layer.name = name
+        layer.type = "Convolution" if len(blob_shapes[0]) == 4 else "InnerProduct"
+        for shape in blob_shapes:
+            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+            values = rng.standard_normal(shape) / np.sqrt(fan_in) / (100.0 if name == "conv1_1" else 1.0)
+            blob = layer.blobs.add()
+            blob.shape.dim.extend(shape)
+            blob.data.extend(values.astype(np.float32).reshape(-1).tolist())
+    prototxt = folder / "deploy.prototxt"
+    prototxt.write_text(TINY_PROTOTXT)
+    caffemodel = folder / "tiny.caffemodel"
+    caffemodel.write_bytes(net.SerializeToString())
+    return prototxt, caffemodel
+
+
+def _write_image(path: Path, rng, mode="RGB", size=20) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    (image.convert("L") if mode == "L" else image).save(path)
+
+
+def _write_imageset_fixtures(root: Path, rng) -> dict:
+    # Places365-like: nested categories for the X_n sample, a labelled validation folder.
+    for category in ("a/airfield", "b/bar", "b/bakery/shop", "c/canyon", "d/dock"):
+        for k in range(3):
+            _write_image(root / "places" / "train" / category / f"{k:08d}.jpg", rng)
+    lines = []
+    for k in range(1, 10):
+        name = f"Places365_val_{k:08d}.jpg"
+        _write_image(root / "places" / "val" / name, rng)
+        lines.append(f"{name} {k % 5}")
+    (root / "places" / "places365_val.txt").write_text("\n".join(lines) + "\n")
+    # PASS-like: folders 0..3, one corrupt file and one grayscale image among 24.
+    files = [root / "pass" / str(k % 4) / f"img{k:03d}.png" for k in range(24)]
+    for k, path in enumerate(files):
+        if k == 5:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"not an image")
+        else:
+            _write_image(path, rng, mode="L" if k == 11 else "RGB")
+    return {"places": root / "places", "pass": root / "pass"}
+
+
+def _write_pass_model(path: Path) -> None:
+    """A small VGG-like Keras model (random weights) for 16x16 RGB inputs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((16, 16, 3)),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(6, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(12, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.save(path)
+
+
+@pytest.mark.workflow
+def test_places365_and_pass_rows_end_to_end(tmp_path):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    data = _write_imageset_fixtures(tmp_path / "data", rng)
+    prototxt, caffemodel = _write_caffe_fixture(tmp_path, rng)
+    pass_model = tmp_path / "tiny_vgg.keras"
+    _write_pass_model(pass_model)
+    config = write_config(
+        tmp_path / "images.yaml",
+        benchmarks=[
+            {"dataset": "places365", "model": "tiny", "prototxt": str(prototxt), "weights": str(caffemodel), "parts": 2},
+            {"dataset": "pass", "model": "tiny", "weights": str(pass_model), "parts": 2},
+        ],
+        datasets={
+            "places365": {
+                "val_dir": str(data["places"] / "val"),
+                "val_labels": str(data["places"] / "places365_val.txt"),
+                "train_dir": str(data["places"] / "train"),
+                "per_category": 2,
+                "part_size": 5,
+                "size": 16,
+                "workers": 1,
+            },
+            "pass": {
+                "root": str(data["pass"]),
+                "part_size": 6,
+                "stride": 8,
+                "xn_offset": 16,
+                "xn_count": 8,
+                "size": 16,
+                "workers": 1,
+            },
+        },
+        phase2={"relu_reference": True},
+        figures={"benchmarks": [{"dataset": "pass", "model": "tiny"}]},
+    )
+    run = tmp_path / "run"
+    result = snakemake("--cores", "2", "--configfile", str(config), workdir=run, timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+
+    table = read_table(run).set_index("dataset")
+    # (Random weights and an X_n sample of a few images: a test image may exceed the time
+    # window, which deviating_spikes counts; the class is still the ReLU network's.)
+    assert (table.agreement == 1.0).all(), table
+    places = table.loc["places365"]
+    assert places.test_samples == 9
+    assert places.accuracy_snn == places.accuracy_original == places.accuracy_scaled
+    assert np.isnan(table.loc["pass"].accuracy_original)  # PASS has no labels
+    assert "n/a" in (run / "results" / "table.md").read_text()
+
+    info = json.loads((run / "results" / "data" / "pass" / "dataset.json").read_text())
+    listed = (run / "results" / "data" / "pass" / "files.txt").read_text().split()
+    assert sorted(listed) == sorted(f"{k % 4}/img{k:03d}.png" for k in range(24))
+    tested = listed[0:6] + listed[8:14]
+    bad = {"1/img005.png", "3/img011.png"}
+    assert info["skipped"] == len(bad & set(tested))
+    assert info["test_count"] == 12 - info["skipped"]
+    assert table.loc["pass"].test_samples == info["test_count"]
+    places_info = json.loads((run / "results" / "data" / "places365" / "dataset.json").read_text())
+    assert places_info["parts"] == [[0, 5], [5, 9]]
+    assert places_info["sample_count"] == 10  # 2 of 3 images in each of 5 categories
+    for name in ("raster", "histogram", "potentials", "output"):
+        assert (run / "results" / "figures" / "pass" / "tiny" / f"{name}.png").is_file()
+    metrics = json.loads((run / "results" / "measure" / "places365" / "tiny" / "metrics.json").read_text())
+    if metrics["deviating_spikes"] == 0:
+        assert metrics["max_time_error"] < 1e-9 * max(1.0, metrics["latency"])

@@ -1,0 +1,199 @@
+# Helpers for every stage: config validation, lookups, input functions, wildcard constraints.
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+SCHEMA = "../schemas/config.schema.yaml"
+MERGE_HINT = (
+    " (a file given with --configfile is merged into config/config.yaml key by key,"
+    " so set this section in your file too)"
+)
+
+
+def _config_key(path):
+    """benchmarks[0].epochs from the path ('benchmarks', 0, 'epochs')."""
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "<top level>"
+
+
+def validate_config(config):
+    """Validate against the schema (filling in its defaults), then check cross references.
+
+    Raises a WorkflowError naming the offending key before any job is scheduled.
+    """
+    try:
+        validate(config, SCHEMA)
+    except WorkflowError:
+        with open(workflow.source_path(SCHEMA)) as f:
+            schema = yaml.safe_load(f)
+        error = jsonschema.exceptions.best_match(
+            jsonschema.Draft202012Validator(schema).iter_errors(config)
+        )
+        if error is None:
+            raise
+        raise WorkflowError(
+            f"Invalid configuration: config key '{_config_key(error.absolute_path)}': "
+            f"{error.message}"
+        ) from None
+
+    seen = set()
+    for i, row in enumerate(config["benchmarks"]):
+        pair = (row["dataset"], row["model"])
+        if pair in seen:
+            raise WorkflowError(
+                f"Invalid configuration: config key 'benchmarks[{i}]': "
+                f"dataset '{pair[0]}' with model '{pair[1]}' is listed twice"
+            )
+        seen.add(pair)
+    for i, row in enumerate(config["benchmarks"]):
+        if row["dataset"] in IMAGESETS and row["dataset"] not in config["datasets"]:
+            raise WorkflowError(
+                f"Invalid configuration: config key 'datasets.{row['dataset']}' is missing: "
+                f"benchmarks[{i}] uses {row['dataset']}, which needs its image folders"
+            )
+        if row["dataset"] == "places365" and not (row["weights"] and row["prototxt"]):
+            raise WorkflowError(
+                f"Invalid configuration: config key 'benchmarks[{i}]': places365 needs "
+                "'prototxt' (deploy_vgg16_places365.prototxt) and 'weights' (vgg16_places365.caffemodel)"
+            )
+    for section in ("robustness", "figures"):
+        for i, ref in enumerate(config[section]["benchmarks"]):
+            if (ref["dataset"], ref["model"]) not in seen:
+                raise WorkflowError(
+                    f"Invalid configuration: config key '{section}.benchmarks[{i}]': "
+                    f"({ref['dataset']}, {ref['model']}) is not one of the benchmarks"
+                    + MERGE_HINT
+                )
+
+
+# Datasets whose images are read from folders by exactsnn.imagesets (places365.smk, pass.smk)
+# rather than loaded by exactsnn.datasets (data.smk), and whose networks are imported, not trained.
+IMAGESETS = ("places365", "pass")
+
+validate_config(config)
+
+# Benchmarks indexed as BENCHMARKS[dataset][model], so that values are looked up by
+# path: lookup(dpath="{dataset}/{model}/epochs", within=BENCHMARKS).
+BENCHMARKS = {}
+for _row in config["benchmarks"]:
+    BENCHMARKS.setdefault(_row["dataset"], {})[_row["model"]] = _row
+
+DATASETS = sorted(BENCHMARKS)
+MODELS = sorted({row["model"] for row in config["benchmarks"]})
+KNOBS = ("zeta", "noise_sigma", "alpha_sigma")
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    model="|".join(MODELS),
+    part=r"\d+",
+    knob="|".join(KNOBS),
+    value=r"[-+0-9.eE]+",
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly `names` (and nothing when there are none)."""
+    return "|".join(names) if names else "(?!)"
+
+
+TRAINED = [d for d in DATASETS if d not in IMAGESETS]
+
+
+def dataset_file(wildcards):
+    """What the data stage wrote for a dataset: one .npz, or a .json describing image shards."""
+    if wildcards.dataset in IMAGESETS:
+        return f"results/data/{wildcards.dataset}/dataset.json"
+    return f"results/data/{wildcards.dataset}/dataset.npz"
+
+
+def imageset_value(key):
+    """Params function: a key of config['datasets'][dataset] for an image set."""
+    return lookup(dpath=f"datasets/{{dataset}}/{key}", within=config)
+
+
+def benchmark_value(key):
+    """Input/params function: the benchmark's value of `key`."""
+    return lookup(dpath=f"{{dataset}}/{{model}}/{key}", within=BENCHMARKS)
+
+
+def dataset_spec(wildcards):
+    """Where the data for one dataset comes from (see config/README.md, `datasets`)."""
+    spec = dict(path=None, system_dir=None, download=True, seed=0)
+    spec.update(config["datasets"].get(wildcards.dataset, {}))
+    spec["cache_dir"] = config["data"]["cache_dir"]
+    return spec
+
+
+def weights_input(wildcards):
+    """The configured weights file, if any, so that a missing file fails before training."""
+    weights = BENCHMARKS[wildcards.dataset][wildcards.model]["weights"]
+    return [weights] if weights else []
+
+
+def phase2_parts(wildcards):
+    """The Phase 2 part files of one benchmark, gathered in order."""
+    n = BENCHMARKS[wildcards.dataset][wildcards.model]["parts"]
+    return expand(
+        "results/phase2/{dataset}/{model}/parts/{part}.npz",
+        dataset=wildcards.dataset,
+        model=wildcards.model,
+        part=range(n),
+    )
+
+
+def robustness_values(knob):
+    """The sweep values of one knob, formatted as they appear in file names."""
+    return [format_value(v) for v in config["robustness"][knob]]
+
+
+def format_value(value):
+    return repr(float(value))
+
+
+def all_metrics():
+    return [
+        f"results/measure/{row['dataset']}/{row['model']}/metrics.json"
+        for row in config["benchmarks"]
+    ]
+
+
+def robustness_points(wildcards=None):
+    return [
+        f"results/robustness/{ref['dataset']}/{ref['model']}/{knob}/{value}.csv"
+        for ref in config["robustness"]["benchmarks"]
+        for knob in KNOBS
+        for value in robustness_values(knob)
+    ]
+
+
+def robustness_plots():
+    return [
+        f"results/robustness/{ref['dataset']}/{ref['model']}/{knob}.png"
+        for ref in config["robustness"]["benchmarks"]
+        for knob in KNOBS
+        if config["robustness"][knob]
+    ]
+
+
+FIGURES = ("raster", "histogram", "potentials", "output")
+
+
+def figure_files():
+    return [
+        f"results/figures/{ref['dataset']}/{ref['model']}/{name}.png"
+        for ref in config["figures"]["benchmarks"]
+        for name in FIGURES
+    ]
+
+
+def final_outputs():
+    outputs = ["results/table.csv", "results/table.md"]
+    if robustness_points():
+        outputs.append("results/robustness.csv")
+        outputs += robustness_plots()
+    outputs += figure_files()
+    return outputs

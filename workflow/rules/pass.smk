@@ -1,0 +1,39 @@
+# Stages "data" and "train" for PASS: one seeded shuffle of the image list, the test parts and
+# the X_n sample as uint8 shards (undecodable and non-RGB images skipped and counted), and
+# VGG16 with ImageNet weights. (Paths are params, not inputs, so a dry run needs no data.)
+
+
+rule pass_data:
+    output:
+        dataset="results/data/pass/dataset.json",
+        files="results/data/pass/files.txt",
+        test=directory("results/data/pass/test"),
+        sample=directory("results/data/pass/sample"),
+    params:
+        settings=lookup(dpath="datasets/pass", within=config, default={}),
+        parts=lambda wc: max(row["parts"] for row in BENCHMARKS.get("pass", {}).values()),
+    log:
+        "logs/data/pass.log",
+    conda:
+        "../../envs/exactsnn.yaml"
+    message:
+        "PASS: shuffled file list, test parts and X_n sample as uint8 shards"
+    script:
+        "../scripts/pass_data.py"
+
+
+rule pass_model:
+    output:
+        model="results/train/pass/{model}/model.keras",
+        history="results/train/pass/{model}/history.json",
+    params:
+        weights=lambda wc: BENCHMARKS["pass"][wc.model]["weights"],
+        size=lookup(dpath="datasets/pass/size", within=config, default=224),
+    log:
+        "logs/train/pass/{model}.log",
+    conda:
+        "../../envs/exactsnn.yaml"
+    message:
+        "PASS: VGG16 with ImageNet weights as {wildcards.model}"
+    script:
+        "../scripts/pass_model.py"

@@ -1,0 +1,25 @@
+# Stage "report": the results table, one row per benchmark.
+
+
+localrules:
+    table,
+
+
+rule table:
+    input:
+        metrics=all_metrics(),
+    output:
+        csv=report(
+            "results/table.csv",
+            caption="../report/table.rst",
+            category="Results table",
+        ),
+        markdown="results/table.md",
+    log:
+        "logs/report/table.log",
+    conda:
+        "../../envs/exactsnn.yaml"
+    message:
+        "Writing the results table"
+    script:
+        "../scripts/table.py"

@@ -1,0 +1,28 @@
+# Stage "train": the ReLU network, trained with a seeded recipe or loaded from a weights file.
+
+
+rule train:
+    wildcard_constraints:
+        dataset=one_of(TRAINED),
+    input:
+        dataset=rules.data.output.dataset,
+        weights=weights_input,
+    output:
+        model="results/train/{dataset}/{model}/model.keras",
+        history="results/train/{dataset}/{model}/history.json",
+    params:
+        architecture=benchmark_value("architecture"),
+        options=benchmark_value("architecture_options"),
+        recipe=benchmark_value("recipe"),
+        epochs=benchmark_value("epochs"),
+        fraction=benchmark_value("fraction"),
+        seed=benchmark_value("seed"),
+        batch_size=benchmark_value("batch_size"),
+    log:
+        "logs/train/{dataset}/{model}.log",
+    conda:
+        "../../envs/exactsnn.yaml"
+    message:
+        "Training (or loading) {wildcards.model} on {wildcards.dataset}"
+    script:
+        "../scripts/train.py"
