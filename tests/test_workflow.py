@@ -110,6 +110,10 @@ def check_exact(table) -> None:
             f"!= original {row.accuracy_original}"
         )
         assert row.accuracy_scaled == row.accuracy_original
+        # the same network with B1 neurons: exact as well, with fewer spikes
+        assert row.agreement_b1 == 1.0 and row.accuracy_snn_b1 == row.accuracy_original
+        assert row.spikes_per_neuron == 1.0 and 0.0 < row.spikes_per_neuron_b1 < 1.0
+        assert row.synaptic_events_b1 < row.synaptic_events
 
 
 def leftover_temporaries(workdir: Path) -> list[Path]:
@@ -132,7 +136,7 @@ def test_paper_config_plans_every_rule_for_every_row(tmp_path):
     counts = job_counts(result.stdout)
     assert PAPER_RULES <= set(counts), f"rules not planned: {PAPER_RULES - set(counts)}"
     rows = yaml.safe_load((CONFIG / "paper.yaml").read_text())["benchmarks"]
-    assert counts["measure"] == len(rows) == 10
+    assert counts["measure"] == len(rows) == 11  # the paper's ten rows and the ResNet-20
     assert counts["phase2_part"] == sum(row.get("parts", 1) for row in rows)
     assert {(r["dataset"], r["model"]) for r in rows} >= {("places365", "vgg16"), ("pass", "vgg16")}
     # Nothing ran and nothing was written: a dry run needs no data.
@@ -143,7 +147,7 @@ def test_default_config_dry_run(tmp_path):
     result = snakemake("-n", "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     counts = job_counts(result.stdout)
-    assert counts["measure"] == 3
+    assert counts["measure"] == 4
     assert counts["figures"] == 1
     assert counts["robustness_point"] >= 3
 
@@ -240,7 +244,6 @@ def test_missing_weights_file_fails_before_any_job(tmp_path):
 
 
 @pytest.mark.workflow
-@pytest.mark.slow
 def test_default_workflow_end_to_end(tmp_path):
     started = time.monotonic()
     result = snakemake("--cores", "2", "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path, timeout=1200)

@@ -6,6 +6,7 @@ rule measure:
         reference=rules.phase1.output.reference,
         phase1=rules.phase1.output.summary,
         snn=rules.phase2_network.output.snn,
+        snn_b1=rules.phase2_network.output.snn_b1,
         simulation=rules.phase2_gather.output.simulation,
     output:
         metrics="results/measure/{dataset}/{model}/metrics.json",

@@ -6,6 +6,7 @@ rule phase2_network:
         network=rules.phase1.output.network,
     output:
         snn="results/phase2/{dataset}/{model}/snn.npz",
+        snn_b1="results/phase2/{dataset}/{model}/snn_b1.npz",
     params:
         zeta=lookup(dpath="phase2/zeta", within=config),
     log:
@@ -13,7 +14,7 @@ rule phase2_network:
     conda:
         "../../envs/exactsnn.yaml"
     message:
-        "Phase 2: spiking network of {wildcards.model} on {wildcards.dataset}"
+        "Phase 2: spiking networks (α-model and B1) of {wildcards.model} on {wildcards.dataset}"
     script:
         "../scripts/phase2_network.py"
 
@@ -21,6 +22,7 @@ rule phase2_network:
 rule phase2_part:
     input:
         snn=rules.phase2_network.output.snn,
+        snn_b1=rules.phase2_network.output.snn_b1,
         dataset=dataset_file,
     output:
         part="results/phase2/{dataset}/{model}/parts/{part}.npz",

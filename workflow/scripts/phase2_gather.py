@@ -16,9 +16,11 @@ log.info("%d parts, %d samples, %.2f s of simulation", len(parts), parts[-1]["st
 serialize.save(
     {
         "simulation": Simulation.concat([part["simulation"] for part in parts]),
+        "simulation_b1": Simulation.concat([part["simulation_b1"] for part in parts]),
         "first": parts[0]["first"],
         "stop": parts[-1]["stop"],
         "seconds": seconds,
+        "seconds_b1": sum(part["seconds_b1"] for part in parts),
     },
     snakemake.output.simulation,
 )

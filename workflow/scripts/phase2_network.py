@@ -1,4 +1,5 @@
-"""Rule phase2_network: time windows, weights J and thresholds of the spiking network."""
+"""Rule phase2_network: time windows, weights J and thresholds of the spiking networks
+(the 2023 α-model, and the B1 model in which silence codes zero)."""
 
 from wfutil import atomic, start
 
@@ -7,9 +8,12 @@ log = start(snakemake)
 from exactsnn import serialize
 from exactsnn.spiking import spiking_network
 
-network = spiking_network(serialize.load(snakemake.input.network), zeta=snakemake.params.zeta)
-log.info(
-    "zeta %s: latency %.6g, %d hidden neurons", network.zeta, network.latency, network.hidden_neurons
-)
-with atomic(snakemake.output.snn) as tmp:
-    network.save(tmp)
+scaled = serialize.load(snakemake.input.network)
+for neuron, path in (("alpha", snakemake.output.snn), ("b1", snakemake.output.snn_b1)):
+    network = spiking_network(scaled, zeta=snakemake.params.zeta, neuron=neuron)
+    log.info(
+        "%s, zeta %s: latency %.6g, %d hidden neurons",
+        neuron, network.zeta, network.latency, network.hidden_neurons,
+    )
+    with atomic(path) as tmp:
+        network.save(tmp)

@@ -13,23 +13,23 @@ from exactsnn import serialize
 
 p = snakemake.params
 part = int(snakemake.wildcards.part)
-network = exactsnn.load(snakemake.input.snn)
+networks = {"simulation": exactsnn.load(snakemake.input.snn), "simulation_b1": exactsnn.load(snakemake.input.snn_b1)}
 data = open_data(snakemake.input.dataset, p.test_samples)
 first, stop = data.parts(p.parts)[part]
 log.info("part %d of %d: test samples [%d, %d)", part, p.parts, first, stop)
 x, _ = data.test(first, stop)
 
-started = time.perf_counter()
-simulation = network.simulate(
-    x,
-    engine=p.engine,
-    batch_size=p.batch_size,
-    sample_offset=first,
-    relu_reference=p.relu_reference,
-)
-seconds = time.perf_counter() - started
-log.info("simulated %d samples in %.2f s", stop - first, seconds)
-serialize.save(
-    {"simulation": simulation, "first": first, "stop": stop, "seconds": seconds},
-    snakemake.output.part,
-)
+result = {"first": first, "stop": stop}
+for key, network in networks.items():
+    started = time.perf_counter()
+    result[key] = network.simulate(
+        x,
+        engine=p.engine,
+        batch_size=p.batch_size,
+        sample_offset=first,
+        relu_reference=p.relu_reference,
+    )
+    seconds = time.perf_counter() - started
+    log.info("%s: simulated %d samples in %.2f s", network.neuron, stop - first, seconds)
+    result["seconds" if key == "simulation" else "seconds_b1"] = seconds
+serialize.save(result, snakemake.output.part)

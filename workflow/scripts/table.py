@@ -22,10 +22,16 @@ COLUMNS = {
     "relu_macs": ("ReLU MACs / sample", "{:.4g}"),
     "deviating_spikes": ("Deviating spikes", "{:d}"),
     "runtime_s": ("Runtime (s)", "{:.1f}"),
+    # the same network with B1 neurons (silence codes zero)
+    "accuracy_snn_b1": ("B1 SNN acc. (%)", "{:.2%}"),
+    "agreement_b1": ("B1 agreement (%)", "{:.2%}"),
+    "spikes_per_neuron_b1": ("B1 spikes / neuron", "{:.4g}"),
+    "synaptic_events_b1": ("B1 synaptic events / sample", "{:.4g}"),
+    "deviating_spikes_b1": ("B1 deviating spikes", "{:d}"),
 }
 
 table = pd.DataFrame([read_json(path) for path in snakemake.input.metrics])[list(COLUMNS)]
-for column in ("test_samples", "hidden_neurons", "deviating_spikes"):
+for column in ("test_samples", "hidden_neurons", "deviating_spikes", "deviating_spikes_b1"):
     table[column] = table[column].astype(int)
 log.info("\n%s", table.to_string())
 
