@@ -1,7 +1,7 @@
 """The original code's per-neuron sort-and-gather simulation, re-implemented for comparison.
 
 This is the *algorithm* of Stanojevic et al.'s reference implementation (TensorFlow, float64,
-compiled with ``tf.function``), written from its description, not copied:
+compiled with ``tf.function``), re-implemented here, not copied:
 
 for every hidden layer, per sample and output position (a row of P = batch × positions),
 
