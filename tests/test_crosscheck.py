@@ -221,3 +221,31 @@ def test_main_crosscheck_prints_the_table_and_writes_csv(brian2, tmp_path, capsy
     assert df.attrs["samples"] == 4
     saved = pd.read_csv(tmp_path / "cc.csv")
     assert list(saved["quantity"]) == ["spike time", "spike time", "logit"]
+
+
+@pytest.mark.workflow
+def test_crosscheck_rule_writes_results_crosscheck_csv(brian2, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    root = Path(__file__).parents[1]
+    config = tmp_path / "cc.yaml"
+    config.write_text(
+        "benchmarks:\n"
+        "  - {dataset: digits, model: fc, architecture: digits_fc, recipe: adam_mnist, epochs: 2,"
+        " seed: 0, batch_size: 32, parts: 1}\n"
+        "robustness: {benchmarks: []}\nfigures: {benchmarks: []}\n"
+        "crosscheck: {samples: 3, dt: 0.01}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(root / "workflow" / "Snakefile"), "--configfile", str(config),
+         "--cores", "2", "-d", str(tmp_path), "results/crosscheck.csv"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "results" / "crosscheck.csv")
+    assert set(table.neuron) == {"alpha", "b1"} and table.within_bound.all()
+    assert (table.agreement == 1.0).all() and (table.samples == 3).all()

@@ -190,8 +190,15 @@ def figure_files():
     ]
 
 
+def crosscheck_files(wildcards=None):
+    refs = config["crosscheck"]["benchmarks"] or config["benchmarks"]
+    return [f"results/crosscheck/{ref['dataset']}/{ref['model']}.csv" for ref in refs]
+
+
 def final_outputs():
     outputs = ["results/table.csv", "results/table.md"]
+    if config["crosscheck"]["enabled"]:
+        outputs.append("results/crosscheck.csv")
     if robustness_points():
         outputs.append("results/robustness.csv")
         outputs += robustness_plots()
