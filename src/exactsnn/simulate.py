@@ -193,9 +193,10 @@ def _neuron_patches(sl: SpikingLayer, inputs: list, samples, positions):
 
 
 def grid_certify(sl: SpikingLayer, inputs: list, index: tuple, T, bins: int = 8) -> np.ndarray:
-    """Certify selected neurons with a piecewise bound of their potential (True = certified).
+    """Certify selected neurons with finer bounds of their potential (True = certified).
 
-    [t_start, T] is cut into ``bins`` equal bins τ_0 < … < τ_K.  On a bin, inputs that arrived
+    First a convex majorant with one choice per inhibitory input (linear if it came early,
+    0 if late).  Then [t_start, T] is cut into ``bins`` equal bins τ_0 < … < τ_K.  On a bin, inputs that arrived
     before it add a linear term, those after it nothing, and those inside it J_j (t − t_j)^+:
     convex for J_j > 0, and at most 0 for J_j < 0.  Dropping the in-bin inhibitory terms
     leaves a convex majorant, so on the bin V ≤ max(V(τ_k), V(τ_{k+1}) + Σ_{in bin, J<0} |J_j| (τ_{k+1} − t_j)).
@@ -223,6 +224,20 @@ def grid_certify(sl: SpikingLayer, inputs: list, index: tuple, T, bins: int = 8)
         t_hi = np.asarray(T, np.float64).reshape(-1)[u[:, 0]] if np.ndim(T) else np.full(len(u), float(T))
         grid = sl.t_start + (t_hi - sl.t_start)[:, None] * np.linspace(0.0, 1.0, bins + 1)[None, :]
         a, th = alpha[sel], theta[sel]
+        # First the two-sided bound of layer_spikes with a per-input choice: an inhibitory
+        # input that arrived early (x_j ≥ S/4) is bounded by J_ij (x_j − s), a late one by 0.
+        S = (t_hi - sl.t_start)[:, None]
+        x = t_hi[:, None] - times
+        late = x < 0.25 * S
+        v_T = a * S[row, 0] + (x @ Jc)[row, ch_index]
+        late_bound = v_T + (np.where(late, x, 0.0) @ Jneg)[row, ch_index]
+        early_bound = (np.where(late, 0.0, S - x) @ Jneg)[row, ch_index]
+        done = (late_bound < th) & (early_bound < th)
+        ok[sel[done]] = True
+        left = ~done
+        if not left.any():
+            continue
+        sel, row, ch_index, a, th = sel[left], row[left], ch_index[left], a[left], th[left]
         good = np.ones(len(sel), bool)
         v_lo = np.zeros(len(sel))  # V(t_start) = 0
         for k in range(bins):
@@ -303,12 +318,15 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
     if engine != "fast":
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     alpha, theta = sl.alpha, sl.threshold
-    closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
+    if sl.alpha_is_one:
+        closed = sl.t_max - (w_x + layer.bias)  # the closed form with α = 1, without re-deriving it from ϑ
+    else:
+        closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
     spikes = np.minimum(closed, sl.t_max)
     batch = len(inputs[0])
     j_pos_sum = sum(np.maximum(g.weight, 0.0).reshape(-1, layer.channels).sum(0) for g in groups) / one_minus
     if noisy_inputs:
-        # Inputs may arrive after t_min^(n): the bound runs to the sample's last input.
+        # Inputs may arrive after t_min^(n): the bounds run to the sample's last input.
         last = np.max([tp.reshape(batch, -1).max(axis=1) for tp in inputs], axis=0)
         T = np.maximum(last, sl.t_min).reshape((batch,) + (1,) * len(layer.output_shape))
         certified = np.zeros((batch,) + layer.output_shape, bool)
@@ -319,29 +337,40 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         certified = np.broadcast_to(alpha * width + j_pos_sum * width < theta, (batch,) + layer.output_shape).copy()
         channels = np.flatnonzero(~certified.reshape(-1, layer.channels).all(axis=0))
     if channels.size:
-        # Bound 1: V(t) ≤ α (T − t_start) + Σ_{J_ij > 0} J_ij (T − t_j): inhibition left out.
-        a, th = alpha[..., channels], theta[..., channels]
-        reach = [T - np.maximum(tp, sl.t_start) for tp in inputs]  # x_j = T − t_j ∈ [0, S]
-        bound = a * (T - sl.t_start)
-        for g, x in zip(groups, reach):
-            bound = bound + _synaptic_sum(g, x, np.maximum(g.weight[..., channels], 0.0) / one_minus[channels])
-        certified[..., channels] |= bound < th
-        channels = channels[~certified[..., channels].reshape(-1, channels.size).all(axis=0)]
-    if channels.size:
-        # Bound 2: with s = T − t, V(T − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.  An inhibitory term
-        # is at most J_ij (x_j − s) (early inputs, x_j ≥ S/4) or 0 (late ones); with the
-        # excitatory terms the majorant is convex in s, so its maximum is at s = 0 or s = S:
-        # V(T) + Σ_{late} |J_ij| x_j and Σ_{early} |J_ij| (S − x_j).
+        # With s = T − t ∈ [0, S] and x_j = T − t_j: V(T − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.
+        # Excitatory terms are convex in s.  An inhibitory term lies below μ J_ij (x_j − s) for
+        # any μ ∈ [0, 1]; the majorant is then convex, with its maximum at s = 0 or s = S:
+        #   a0 + μ n0  and  μ n1,   a0 = α S + J⁺x,  n0 = J⁻x ≤ 0,  n1 = J⁻x − S ΣJ⁻ ≥ 0.
+        # μ = 0 is the excitation-only bound; the μ that balances both ends is the tightest.
         a, th = alpha[..., channels], theta[..., channels]
         S = T - sl.t_start
-        v_T = a * S + sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach)) / one_minus[channels]
-        late_bound, early_bound = v_T, 0.0
-        for g, x in zip(groups, reach):
-            w_neg = np.maximum(-g.weight[..., channels], 0.0) / one_minus[channels]
-            late = x < 0.25 * S
-            late_bound = late_bound + _synaptic_sum(g, np.where(late, x, 0.0), w_neg)
-            early_bound = early_bound + _synaptic_sum(g, np.where(late, 0.0, S - x), w_neg)
-        certified[..., channels] |= (late_bound < th) & (early_bound < th)
+        reach = [T - np.maximum(tp, sl.t_start) for tp in inputs]
+        j_pos_x = sum(_synaptic_sum(g, x, np.maximum(g.weight[..., channels], 0.0)) for g, x in zip(groups, reach))
+        if noisy_inputs or any(tp.min() < sl.t_start for tp in inputs):
+            j_x = sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach))
+        else:
+            j_x = w_x[..., channels]  # x_j = t_min − t_j: W x is already known
+        cm = one_minus[channels]
+        j_neg_sum = sum(np.minimum(g.weight[..., channels], 0.0).reshape(-1, channels.size).sum(0) for g in groups)
+        a0 = a * S + j_pos_x / cm
+        n0 = (j_x - j_pos_x) / cm
+        n1 = n0 - S * j_neg_sum / cm
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = np.clip(np.nan_to_num(a0 / (n1 - n0), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+        certified[..., channels] |= np.maximum(a0 + mu * n0, mu * n1) < th
+        channels = channels[~certified[..., channels].reshape(-1, channels.size).all(axis=0)]
+        if channels.size and (~certified).mean() > 0.05:
+            # Many left: the per-input bound of grid_certify is cheaper as two convolutions
+            # over the whole layer than on gathered receptive fields.
+            a, th, cm = alpha[..., channels], theta[..., channels], one_minus[channels]
+            v_T = a * S + sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach)) / cm
+            late_bound, early_bound = v_T, 0.0
+            for g, x in zip(groups, reach):
+                w_neg = np.maximum(-g.weight[..., channels], 0.0) / cm
+                late = x < 0.25 * S
+                late_bound = late_bound + _synaptic_sum(g, np.where(late, x, 0.0), w_neg)
+                early_bound = early_bound + _synaptic_sum(g, np.where(late, 0.0, S - x), w_neg)
+            certified[..., channels] |= (late_bound < th) & (early_bound < th)
     index = np.nonzero(~certified)
     if index[0].size:
         fine = grid_certify(sl, inputs, index, T)

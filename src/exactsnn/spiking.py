@@ -42,6 +42,11 @@ class SpikingLayer:
     alpha: np.ndarray
     delays: list = field(default_factory=list)  # synaptic delay of each skip group of ``layer``
 
+    @property
+    def alpha_is_one(self) -> bool:
+        """No device mismatch on this layer (α_i = 1 for all neurons)."""
+        return bool(np.all(self.alpha == 1.0))
+
     def group_delays(self) -> list[float]:
         """Delay of every synapse group: 0 for the main one, then the skips'."""
         return [0.0] + [float(d) for d in self.delays]
