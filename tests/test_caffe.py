@@ -386,3 +386,21 @@ def test_pool_size_rules():
     assert caffe._caffe_pool_size(224, 2, 2, 0, True) == 112
     assert caffe._caffe_pool_size(4, 2, 2, 1, True) == 3
     assert caffe._caffe_pool_size(5, 2, 2, 1, True) == 3  # would be 4 without the correction
+
+
+def test_cli_caffe2keras_then_the_exact_snn(net_a, tmp_path):
+    """The CLI writes the Keras model; its strided, padded and ceil-mode layers map exactly."""
+    import exactsnn
+    from exactsnn.cli import main
+    from exactsnn.importers.keras import keras_logits
+
+    proto, model, x, ref = net_a
+    out = tmp_path / "caffe.keras"
+    assert main(["caffe2keras", str(proto), str(model), "-o", str(out)]) == 0
+    converted = keras.models.load_model(out)
+    x_hwc = np.transpose(x, (0, 2, 3, 1))
+    snn = exactsnn.convert(converted, x_hwc, input_range=(-2.0, 2.0))
+    sim = snn.simulate(x_hwc)
+    np.testing.assert_allclose(sim.logits, ref, atol=1e-9 * np.abs(ref).max())
+    np.testing.assert_allclose(keras_logits(converted, x_hwc), ref, atol=1e-9 * np.abs(ref).max())
+    assert sim.deviating.sum() == 0

@@ -70,7 +70,6 @@ def test_skip_inputs_arrive_inside_the_merge_window():
     assert merge.t_start == second.t_min
 
 
-@pytest.mark.slow
 def test_keras_resnet50_with_random_batch_norm_matches_keras():
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
     rng = np.random.default_rng(0)
