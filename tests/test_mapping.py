@@ -50,47 +50,43 @@ def check_exact(model, x, input_range, neuron="alpha", **convert_kw):
     return snn, sim
 
 
+def check_drawn(generator, data, seed, neuron="alpha"):
+    """Draw a network with ``generator`` (random_networks.draw_*), seed it, check it is exact."""
+    keras.utils.set_random_seed(seed)
+    model, x, r = rn.finish(generator(data.draw, st), data.draw, st, seed)
+    return check_exact(model, x, r, neuron=neuron)
+
+
 @settings(max_examples=25, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16))
 def test_random_dense_networks_are_exact(data, seed):
-    keras.utils.set_random_seed(seed)
-    model, x, r = rn.finish(rn.draw_dense_network(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r)
+    check_drawn(rn.draw_dense_network, data, seed)
 
 
 @settings(max_examples=30, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16))
 def test_random_conv_networks_are_exact(data, seed):
-    keras.utils.set_random_seed(seed)
-    model, x, r = rn.finish(rn.draw_conv_network(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r)
+    check_drawn(rn.draw_conv_network, data, seed)
 
 
 @settings(max_examples=20, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16), st.sampled_from(["dense", "conv"]))
 def test_random_networks_are_exact_with_b1_neurons(data, seed, kind):
-    keras.utils.set_random_seed(seed)
-    draw = rn.draw_dense_network if kind == "dense" else rn.draw_conv_network
-    model, x, r = rn.finish(draw(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r, neuron="b1")
+    check_drawn(rn.draw_dense_network if kind == "dense" else rn.draw_conv_network, data, seed, neuron="b1")
 
 
 @settings(max_examples=10, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16))
 def test_average_pooling_folded_into_conv_is_exact(data, seed):
-    keras.utils.set_random_seed(seed)
-    model, x, r = rn.finish(rn.draw_avg_conv_network(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r)
+    check_drawn(rn.draw_avg_conv_network, data, seed)
 
 
 @pytest.mark.slow
 @settings(max_examples=150, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16), st.sampled_from(["dense", "conv", "avg"]), st.sampled_from(["alpha", "b1"]))
 def test_many_random_networks_are_exact(data, seed, kind, neuron):
-    keras.utils.set_random_seed(seed)
     draw = {"dense": rn.draw_dense_network, "conv": rn.draw_conv_network, "avg": rn.draw_avg_conv_network}[kind]
-    model, x, r = rn.finish(draw(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r, neuron=neuron)
+    check_drawn(draw, data, seed, neuron=neuron)
 
 
 def test_silent_hidden_layer_keeps_the_output_bias():

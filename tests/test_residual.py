@@ -11,7 +11,7 @@ import exactsnn
 from exactsnn.importers.keras import keras_logits
 
 import random_networks as rn
-from test_mapping import SETTINGS, check_exact
+from test_mapping import SETTINGS, check_drawn, check_exact
 
 keras = pytest.importorskip("keras")
 
@@ -19,17 +19,13 @@ keras = pytest.importorskip("keras")
 @settings(max_examples=15, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16), st.sampled_from(["alpha", "b1"]))
 def test_random_residual_conv_networks_are_exact(data, seed, neuron):
-    keras.utils.set_random_seed(seed)
-    model, x, r = rn.finish(rn.draw_residual_network(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r, neuron=neuron)
+    check_drawn(rn.draw_residual_network, data, seed, neuron=neuron)
 
 
 @settings(max_examples=10, **SETTINGS)
 @given(st.data(), st.integers(0, 2**16))
 def test_random_residual_dense_networks_are_exact(data, seed):
-    keras.utils.set_random_seed(seed)
-    model, x, r = rn.finish(rn.draw_dense_residual_network(data.draw, st), data.draw, st, seed)
-    check_exact(model, x, r)
+    check_drawn(rn.draw_dense_residual_network, data, seed)
 
 
 def test_an_early_crossing_at_a_merge_is_detected_by_both_engines():

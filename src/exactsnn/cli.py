@@ -7,7 +7,6 @@ cannot represent) ends with one line on stderr and exit status 2, not a tracebac
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -71,19 +70,14 @@ def cmd_convert(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .serialize import atomic_path
+    from .serialize import atomic
 
     net = _load_network(args.network)
     x = _load_array(args.inputs, "inputs")
     _check_shape(x, net.input_shape, args.inputs)
     sim = net.simulate(x, engine=args.engine, batch_size=args.batch_size, progress=sys.stderr.isatty())
-    path, tmp = atomic_path(args.output)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, logits=sim.logits, predictions=sim.predictions)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic(args.output) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, logits=sim.logits, predictions=sim.predictions)
     print(f"wrote {args.output}: {sim.n_samples} samples, {int(sim.deviating.sum())} deviating spikes")
 
 

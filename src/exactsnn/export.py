@@ -64,7 +64,6 @@ Inputs x in [p, q] spike at t = 1 − (x − p)/(q − p) (B1: no spike where t 
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
@@ -181,79 +180,74 @@ def save_hdf5(net: SpikingNetwork, path) -> None:
     import h5py
 
     from . import __version__
-    from .serialize import atomic_path
+    from .serialize import atomic
 
     _check_fields(net, {"input_shape", "input_range", "input_pools", "layers", "X", "zeta", "alpha_sigma", "alpha_seed", "neuron"})
     neuron = getattr(net, "neuron", "alpha")
-    path, tmp = atomic_path(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["exactsnn_version"] = __version__
-            f.attrs["neuron"] = neuron
-            f.attrs["input_shape"] = np.asarray(net.input_shape, np.int64)
-            f.attrs["input_range"] = np.asarray(net.input_range, np.float64)
-            f.attrs["zeta"] = float(net.zeta)
-            f.attrs["alpha_sigma"] = float(net.alpha_sigma)
-            f.attrs["alpha_seed"] = int(net.alpha_seed)
-            f.attrs["n_layers"] = len(net.layers)
-            f.attrs["latency"] = float(net.latency)
-            f.create_dataset("X", data=np.asarray(net.X, np.float64))
-            _write_pools(f, "input_pools", net.input_pools)
-            layers = f.create_group("layers")
-            edges, delays, kinds = [], [], []
-            for i, sl in enumerate(net.layers):
-                _check_fields(sl, {"layer", "t_start", "t_min", "t_max", "threshold", "alpha", "delays"})
-                layer = sl.layer
-                _check_fields(layer, _AFFINE_KNOWN)
-                g = layers.create_group(str(i))
-                _write_geometry(g, layer)
-                g.attrs["role"] = "hidden" if sl.hidden else "readout"
-                g.attrs["relu"] = bool(layer.relu)
-                g.attrs["output_shape"] = np.asarray(layer.output_shape, np.int64)
-                g.attrs["t_start"] = float(sl.t_start)
-                g.attrs["t_min"] = float(sl.t_min)
-                g.attrs["t_max"] = float(sl.t_max)
-                uses_j = sl.hidden and neuron == "alpha"
-                g.attrs["synaptic_weights"] = "J" if uses_j else "W"
-                one_minus = 1.0 - layer.weight_sum
-                g.create_dataset("W", data=layer.weight)
+    with atomic(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["exactsnn_version"] = __version__
+        f.attrs["neuron"] = neuron
+        f.attrs["input_shape"] = np.asarray(net.input_shape, np.int64)
+        f.attrs["input_range"] = np.asarray(net.input_range, np.float64)
+        f.attrs["zeta"] = float(net.zeta)
+        f.attrs["alpha_sigma"] = float(net.alpha_sigma)
+        f.attrs["alpha_seed"] = int(net.alpha_seed)
+        f.attrs["n_layers"] = len(net.layers)
+        f.attrs["latency"] = float(net.latency)
+        f.create_dataset("X", data=np.asarray(net.X, np.float64))
+        _write_pools(f, "input_pools", net.input_pools)
+        layers = f.create_group("layers")
+        edges, delays, kinds = [], [], []
+        for i, sl in enumerate(net.layers):
+            _check_fields(sl, {"layer", "t_start", "t_min", "t_max", "threshold", "alpha", "delays"})
+            layer = sl.layer
+            _check_fields(layer, _AFFINE_KNOWN)
+            g = layers.create_group(str(i))
+            _write_geometry(g, layer)
+            g.attrs["role"] = "hidden" if sl.hidden else "readout"
+            g.attrs["relu"] = bool(layer.relu)
+            g.attrs["output_shape"] = np.asarray(layer.output_shape, np.int64)
+            g.attrs["t_start"] = float(sl.t_start)
+            g.attrs["t_min"] = float(sl.t_min)
+            g.attrs["t_max"] = float(sl.t_max)
+            uses_j = sl.hidden and neuron == "alpha"
+            g.attrs["synaptic_weights"] = "J" if uses_j else "W"
+            one_minus = 1.0 - layer.weight_sum
+            g.create_dataset("W", data=layer.weight)
+            if uses_j:
+                g.create_dataset("J", data=layer.weight / one_minus)
+            g.create_dataset("bias", data=layer.bias)
+            if sl.hidden:
+                g.create_dataset("threshold", data=np.asarray(sl.threshold, np.float64))
+            g.create_dataset("alpha", data=np.asarray(sl.alpha, np.float64))
+            _write_pools(g, "pools", layer.pools)
+            group_delays = _group_delays(sl)
+            edges.append((int(getattr(layer, "source", i - 1)), i))
+            delays.append(group_delays[0])
+            kinds.append(0)
+            skips = g.create_group("skips")
+            for k, skip in enumerate(_skips(layer)):
+                _check_fields(skip, _AFFINE_KNOWN)
+                if skip.pools or _skips(skip):
+                    raise ValueError(f"{layer.name}: a skip group with pools or skips of its own")
+                s = skips.create_group(str(k))
+                _write_geometry(s, skip)
+                delay = group_delays[k + 1]
+                s.attrs["delay"] = delay
+                s.attrs["relu"] = bool(skip.relu)
+                s.create_dataset("W", data=skip.weight)
+                s.create_dataset("bias", data=skip.bias)
                 if uses_j:
-                    g.create_dataset("J", data=layer.weight / one_minus)
-                g.create_dataset("bias", data=layer.bias)
-                if sl.hidden:
-                    g.create_dataset("threshold", data=np.asarray(sl.threshold, np.float64))
-                g.create_dataset("alpha", data=np.asarray(sl.alpha, np.float64))
-                _write_pools(g, "pools", layer.pools)
-                group_delays = _group_delays(sl)
-                edges.append((int(getattr(layer, "source", i - 1)), i))
-                delays.append(group_delays[0])
-                kinds.append(0)
-                skips = g.create_group("skips")
-                for k, skip in enumerate(_skips(layer)):
-                    _check_fields(skip, _AFFINE_KNOWN)
-                    if skip.pools or _skips(skip):
-                        raise ValueError(f"{layer.name}: a skip group with pools or skips of its own")
-                    s = skips.create_group(str(k))
-                    _write_geometry(s, skip)
-                    delay = group_delays[k + 1]
-                    s.attrs["delay"] = delay
-                    s.attrs["relu"] = bool(skip.relu)
-                    s.create_dataset("W", data=skip.weight)
-                    s.create_dataset("bias", data=skip.bias)
-                    if uses_j:
-                        s.create_dataset("J", data=skip.weight / one_minus)
-                    edges.append((int(skip.source), i))
-                    delays.append(delay)
-                    kinds.append(k + 1)
-            graph = f.create_group("graph")
-            graph.create_dataset("edges", data=np.asarray(edges, np.int64).reshape(-1, 2))
-            graph.create_dataset("edge_delay", data=np.asarray(delays, np.float64))
-            graph.create_dataset("edge_group", data=np.asarray(kinds, np.int64))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    s.create_dataset("J", data=skip.weight / one_minus)
+                edges.append((int(skip.source), i))
+                delays.append(delay)
+                kinds.append(k + 1)
+        graph = f.create_group("graph")
+        graph.create_dataset("edges", data=np.asarray(edges, np.int64).reshape(-1, 2))
+        graph.create_dataset("edge_delay", data=np.asarray(delays, np.float64))
+        graph.create_dataset("edge_group", data=np.asarray(kinds, np.int64))
 
 
 def _affine(group, bias, relu: bool, pools: list, skips: list) -> AffineLayer:

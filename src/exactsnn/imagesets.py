@@ -222,16 +222,12 @@ def split_parts(n: int, part_size: int = 3000) -> list[tuple[int, int]]:
 
 
 def _atomic_write_bytes(path: str, write) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from .serialize import atomic
+
+    with atomic(path) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def _write_json(path: str, obj) -> None:

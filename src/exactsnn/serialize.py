@@ -8,6 +8,7 @@ Classes take part by being decorated with :func:`register`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -77,10 +78,14 @@ def _decode(doc: Any, arrays: Any) -> Any:
 
 
 def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """A temporary sibling of ``path``, so a finished file appears in one ``os.replace``."""
+    """A temporary sibling of ``path``, so a finished file appears in one ``os.replace``.
+
+    The temporary keeps the file's suffixes: writers that infer the format from the name
+    (matplotlib, pandas) write the right one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent)
     os.close(fd)
     # mkstemp makes the file private (0600); give it the permissions a plain open() would.
     umask = os.umask(0)
@@ -89,18 +94,26 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     return path, Path(tmp)
 
 
+@contextlib.contextmanager
+def atomic(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; when the block ends without error it becomes
+    ``path`` in one ``os.replace``, otherwise it is removed.  An interrupted job leaves
+    nothing that looks finished."""
+    path, tmp = atomic_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save(obj: Any, path: str | os.PathLike) -> None:
     """Save ``obj`` to ``path`` (an ``.npz`` archive), atomically."""
     arrays: dict[str, np.ndarray] = {}
     doc = _encode(obj, arrays, "root")
     meta = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
-    path, tmp = atomic_path(path)
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{_META_KEY: meta}, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **{_META_KEY: meta}, **arrays)
 
 
 def load(path: str | os.PathLike) -> Any:

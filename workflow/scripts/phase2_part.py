@@ -2,8 +2,6 @@
 
 import time
 
-import numpy as np
-
 from wfutil import open_data, start
 
 log = start(snakemake)

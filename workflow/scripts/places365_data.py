@@ -3,7 +3,6 @@
 import sys
 from pathlib import Path
 
-import numpy as np
 
 from wfutil import start, write_json, write_npz, write_text
 

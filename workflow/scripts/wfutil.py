@@ -10,13 +10,10 @@ import json
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def start(snakemake):
@@ -40,20 +37,10 @@ def start(snakemake):
 @contextlib.contextmanager
 def atomic(path):
     """Yield a temporary path next to `path` (same suffix); on success move it to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix="".join(path.suffixes), dir=path.parent
-    )
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; use the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    from exactsnn.serialize import atomic as atomic_file
+
+    with atomic_file(path) as tmp:
+        yield str(tmp)
 
 
 def write_text(path, text):

@@ -837,13 +837,8 @@ def main_caffe2keras(prototxt, caffemodel, out_path, **kwargs) -> str:
     if not out_path.endswith(".keras"):
         raise ValueError(f"the output file must end in .keras, not {out_path!r}")
     model = caffe_to_keras(prototxt, caffemodel, **kwargs)
-    directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, f".{os.path.basename(out_path)}.{os.getpid()}.tmp.keras")
-    try:
+    from ..serialize import atomic
+
+    with atomic(out_path) as tmp:
         model.save(tmp)
-        os.replace(tmp, out_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return out_path
