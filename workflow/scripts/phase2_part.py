@@ -26,6 +26,7 @@ for key, network in networks.items():
         batch_size=p.batch_size,
         sample_offset=first,
         relu_reference=p.relu_reference,
+        progress=True,  # a tqdm bar in the rule's log
     )
     seconds = time.perf_counter() - started
     log.info("%s: simulated %d samples in %.2f s", network.neuron, stop - first, seconds)
