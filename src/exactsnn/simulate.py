@@ -161,25 +161,33 @@ def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
 
 
 def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
-    """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel)."""
+    """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel).
+
+    Neurons of one sample and position share their receptive field: its input times are
+    gathered and sorted once, and each neuron walks them with its own weights.
+    """
     layer = sl.layer
     b, c = index[0], index[-1]
-    Js = [sl.group_J(g).reshape(-1, layer.channels) for g in layer.groups]
     alpha = np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]]
     theta = np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]]
-    F = sum(J.shape[0] for J in Js)
+    conv = layer.kind == "conv"
+    keys = np.stack([b, index[1], index[2]], 1) if conv else b[:, None]
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
     out = np.empty(len(b))
+    F = sum(int(np.prod(g.weight.shape[:-1])) for g in layer.groups)
     step = max(1, _CHUNK // F)
-    for s in range(0, len(b), step):
-        sel = slice(s, s + step)
-        positions = np.stack([index[1][sel], index[2][sel]], 1) if layer.kind == "conv" else None
-        times = np.concatenate([_patches(g, tp, b[sel], positions) for g, tp in zip(layer.groups, inputs)], axis=1)
-        weights = np.concatenate([J[:, c[sel]].T for J in Js], axis=1)
-        times = np.maximum(times, sl.t_start)
+    for s in range(0, len(unique), step):
+        u = unique[s : s + step]
+        times, J = _neuron_patches(sl, inputs, u[:, 0], u[:, 1:] if conv else None)
         order = np.argsort(times, axis=1, kind="stable")
-        tau = np.take_along_axis(times, order, axis=1)
-        w = np.take_along_axis(weights, order, axis=1)[:, :, None]
-        out[sel] = first_crossings(tau, w, alpha[sel][:, None], theta[sel][:, None], sl.t_start)[:, 0]
+        tau_u = np.take_along_axis(times, order, axis=1)
+        chunk = np.flatnonzero((inverse >= s) & (inverse < s + len(u)))
+        for k in range(0, len(chunk), step):
+            sel = chunk[k : k + step]
+            row = inverse[sel] - s
+            w = J[order[row], c[sel][:, None]][:, :, None]
+            out[sel] = first_crossings(tau_u[row], w, alpha[sel][:, None], theta[sel][:, None], sl.t_start)[:, 0]
     return np.minimum(out, sl.t_max)
 
 
