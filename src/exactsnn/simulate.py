@@ -200,6 +200,23 @@ def _neuron_patches(sl: SpikingLayer, inputs: list, samples, positions):
     return np.maximum(times, sl.t_start), J
 
 
+def _per_input_bound(v_T, S, inhibition) -> np.ndarray:
+    """Upper bound of V on [t_start, T] with one choice per inhibitory input.
+
+    With s = T − t and x_j = T − t_j, V(T − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.  An
+    inhibitory term is at most J_ij (x_j − s) for an input that came early (x_j ≥ S/4) and at
+    most 0 for a late one; with the (convex) excitatory terms the majorant is convex in s,
+    so its maximum is at s = 0, V(T) + Σ_late |J_ij| x_j, or at s = S, Σ_early |J_ij| (S − x_j).
+    ``inhibition`` lists (x, apply) per synapse group, ``apply(y)`` = Σ_j |J⁻_ij| y_j.
+    """
+    late_bound, early_bound = v_T, 0.0
+    for x, apply in inhibition:
+        late = x < 0.25 * S
+        late_bound = late_bound + apply(np.where(late, x, 0.0))
+        early_bound = early_bound + apply(np.where(late, 0.0, S - x))
+    return np.maximum(late_bound, early_bound)
+
+
 def grid_certify(sl: SpikingLayer, inputs: list, index: tuple, T, bins: int = 8) -> np.ndarray:
     """Certify selected neurons with finer bounds of their potential (True = certified).
 
@@ -236,11 +253,9 @@ def grid_certify(sl: SpikingLayer, inputs: list, index: tuple, T, bins: int = 8)
         # input that arrived early (x_j ≥ S/4) is bounded by J_ij (x_j − s), a late one by 0.
         S = (t_hi - sl.t_start)[:, None]
         x = t_hi[:, None] - times
-        late = x < 0.25 * S
         v_T = a * S[row, 0] + (x @ Jc)[row, ch_index]
-        late_bound = v_T + (np.where(late, x, 0.0) @ Jneg)[row, ch_index]
-        early_bound = (np.where(late, 0.0, S - x) @ Jneg)[row, ch_index]
-        done = (late_bound < th) & (early_bound < th)
+        bound = _per_input_bound(v_T, S, [(x, lambda y: (y @ Jneg)[row, ch_index])])
+        done = bound < th
         ok[sel[done]] = True
         left = ~done
         if not left.any():
@@ -315,7 +330,7 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
     """
     layer = sl.layer
     groups = layer.groups
-    s = layer.weight_sum
+    s, pos_sum, neg_sum = sl.weight_sums
     one_minus = 1.0 - s
     j_sum = s / one_minus
     w_x = sum(_synaptic_sum(g, sl.t_min - tp, g.weight) for g, tp in zip(groups, inputs))
@@ -332,7 +347,7 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
     spikes = np.minimum(closed, sl.t_max)
     batch = len(inputs[0])
-    j_pos_sum = sum(np.maximum(g.weight, 0.0).reshape(-1, layer.channels).sum(0) for g in groups) / one_minus
+    j_pos_sum = pos_sum / one_minus
     if noisy_inputs:
         # Inputs may arrive after t_min^(n): the bounds run to the sample's last input.
         last = np.max([tp.reshape(batch, -1).max(axis=1) for tp in inputs], axis=0)
@@ -359,26 +374,24 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         else:
             j_x = w_x[..., channels]  # x_j = t_min − t_j: W x is already known
         cm = one_minus[channels]
-        j_neg_sum = sum(np.minimum(g.weight[..., channels], 0.0).reshape(-1, channels.size).sum(0) for g in groups)
         a0 = a * S + j_pos_x / cm
         n0 = (j_x - j_pos_x) / cm
-        n1 = n0 - S * j_neg_sum / cm
+        n1 = n0 - S * neg_sum[channels] / cm
         with np.errstate(divide="ignore", invalid="ignore"):
             mu = np.clip(np.nan_to_num(a0 / (n1 - n0), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         certified[..., channels] |= np.maximum(a0 + mu * n0, mu * n1) < th
-        channels = channels[~certified[..., channels].reshape(-1, channels.size).all(axis=0)]
+        keep = ~certified[..., channels].reshape(-1, channels.size).all(axis=0)
+        channels, j_x = channels[keep], j_x[..., keep]
         if channels.size and (~certified).mean() > 0.01:
             # Many left: the per-input bound of grid_certify is cheaper as two convolutions
             # over the whole layer than on gathered receptive fields.
-            a, th, cm = alpha[..., channels], theta[..., channels], one_minus[channels]
-            v_T = a * S + sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach)) / cm
-            late_bound, early_bound = v_T, 0.0
-            for g, x in zip(groups, reach):
-                w_neg = np.maximum(-g.weight[..., channels], 0.0) / cm
-                late = x < 0.25 * S
-                late_bound = late_bound + _synaptic_sum(g, np.where(late, x, 0.0), w_neg)
-                early_bound = early_bound + _synaptic_sum(g, np.where(late, 0.0, S - x), w_neg)
-            certified[..., channels] |= (late_bound < th) & (early_bound < th)
+            cm = one_minus[channels]
+            v_T = alpha[..., channels] * S + j_x / cm
+            inhibition = [
+                (x, lambda y, g=g: _synaptic_sum(g, y, np.maximum(-g.weight[..., channels], 0.0) / cm))
+                for g, x in zip(groups, reach)
+            ]
+            certified[..., channels] |= _per_input_bound(v_T, S, inhibition) < theta[..., channels]
     index = np.nonzero(~certified)
     if index[0].size:
         fine = grid_certify(sl, inputs, index, T)
@@ -440,7 +453,6 @@ def simulate(
     scaled ReLU network and reports max |t_spike − (t_max − x)| per layer.
     """
     x = np.asarray(x)
-    net.input_times(x[:1]) if len(x) else None
     hidden = net.hidden_layers
     n_hidden = len(hidden)
     deviating = np.zeros(n_hidden, np.int64)

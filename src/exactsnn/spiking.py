@@ -15,6 +15,7 @@ and cannot fire; from t_min^(n) on the input currents are off and dV/dt = α_i (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -42,10 +43,21 @@ class SpikingLayer:
     alpha: np.ndarray
     delays: list = field(default_factory=list)  # synaptic delay of each skip group of ``layer``
 
-    @property
+    @cached_property
     def alpha_is_one(self) -> bool:
         """No device mismatch on this layer (α_i = 1 for all neurons)."""
         return bool(np.all(self.alpha == 1.0))
+
+    @cached_property
+    def weight_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Σ_j W_ij, Σ_j W⁺_ij, Σ_j W⁻_ij) per output channel over all synapse groups.
+
+        They do not depend on the data: computed once, not per simulated batch.
+        """
+        c = self.layer.channels
+        pos = sum(np.maximum(g.weight, 0.0).reshape(-1, c).sum(0) for g in self.layer.groups)
+        neg = sum(np.minimum(g.weight, 0.0).reshape(-1, c).sum(0) for g in self.layer.groups)
+        return self.layer.weight_sum, pos, neg  # the same S as the thresholds were built with
 
     def group_delays(self) -> list[float]:
         """Delay of every synapse group: 0 for the main one, then the skips'."""
@@ -63,7 +75,7 @@ class SpikingLayer:
     @property
     def J_sum(self) -> np.ndarray:
         """Σ_j J_ij per output channel for α = 1: S / (1 − S)."""
-        s = self.layer.weight_sum
+        s = self.weight_sums[0]
         return s / (1.0 - s)
 
     @property
@@ -73,7 +85,7 @@ class SpikingLayer:
 
     def group_J(self, group: AffineLayer) -> np.ndarray:
         """J of one synapse group; Σ_j W_ij runs over all groups of the neuron."""
-        return group.weight / (1.0 - self.layer.weight_sum)
+        return group.weight / (1.0 - self.weight_sums[0])
 
     @property
     def neurons(self) -> int:
