@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import ops
+from .fastpath import compiled
 from .serialize import register
 from .spiking import SpikingLayer, SpikingNetwork
 
@@ -392,14 +393,46 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
                 for g, x in zip(groups, reach)
             ]
             certified[..., channels] |= _per_input_bound(v_T, S, inhibition) < theta[..., channels]
-    index = np.nonzero(~certified)
+    index, times = settle(sl, inputs, np.nonzero(~certified), T)
+    spikes[index] = times
+    n_fallback = int(index[0].size)
+    return spikes, ideal, spikes.size - n_fallback, n_fallback
+
+
+def settle(sl: SpikingLayer, inputs: list, index: tuple, T) -> tuple[tuple, np.ndarray]:
+    """Neurons the cheap certificates left: certify what :func:`grid_certify` can, and solve
+    the rest event by event.  Returns the index of those solved and their spike times."""
     if index[0].size:
         fine = grid_certify(sl, inputs, index, T)
         index = tuple(i[~fine] for i in index)
-    if index[0].size:
-        spikes[index] = _event_neurons(sl, inputs, index)
-    n_fallback = int(index[0].size)
-    return spikes, ideal, spikes.size - n_fallback, n_fallback
+    times = _event_neurons(sl, inputs, index) if index[0].size else np.zeros(0)
+    return index, times
+
+
+def _compiled_layer_spikes(sl: SpikingLayer, times: dict):
+    """One hidden α-model layer on the compiled fast path (:mod:`exactsnn.fastpath`).
+
+    Returns (spike times as a tensor, certified, fallback, deviating, non-zero).  Neurons the
+    compiled certificate leaves go through :func:`settle`; a layer with inputs outside its
+    input window (an upstream deviation) through :func:`layer_spikes`, which then bounds V
+    up to the last input.
+    """
+    tf = ops._tf()
+    layer = compiled(sl)
+    spikes, ideal, left, n_left, inside = layer.step(tuple(times[g.source] for g in sl.layer.groups))
+    n_fallback = 0
+    if not bool(inside):
+        spikes, ideal, _, n_fallback = layer_spikes(sl, padded_inputs(sl, times), "fast", noisy_inputs=True)
+        spikes, ideal = tf.constant(spikes), tf.constant(ideal)
+    elif int(n_left):
+        index = tuple(tf.where(left).numpy().T)
+        index, solved = settle(sl, padded_inputs(sl, times), index, sl.t_min)
+        n_fallback = len(solved)
+        if n_fallback:
+            spikes = tf.tensor_scatter_nd_update(spikes, np.stack(index, 1), solved)
+    deviating, nonzero = layer.counts(spikes, ideal)
+    size = int(np.prod(spikes.shape))
+    return spikes, size - n_fallback, n_fallback, int(deviating), int(nonzero)
 
 
 def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
@@ -469,6 +502,10 @@ def simulate(
 
         starts = tqdm(starts, desc=f"simulate ({engine})", unit="batch")
     last_use = net.scaled_network().last_use()
+    # The noise-free α-model fast engine keeps spike times in TensorFlow (exactsnn.fastpath).
+    compiled_path = engine == "fast" and not b1 and noise_sigma == 0
+    if engine not in ("fast", "event"):
+        raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     for start in starts:
         xb = np.asarray(x[start : start + batch_size], np.float64)
         rngs = [np.random.default_rng([noise_seed, sample_offset + start + k]) for k in range(len(xb))] if noise_sigma > 0 else None
@@ -483,34 +520,48 @@ def simulate(
             for pool in net.input_pools:
                 h = np.asarray(pool.on_values(h))
             values = {-1: h}
+        if compiled_path:
+            times = {-1: ops._tf().constant(t)}
         for n, sl in enumerate(hidden):
-            inputs = padded_inputs(sl, times)
-            if b1:
-                events += synaptic_events(sl, times)
-                spikes, ideal = b1_layer_spikes(sl, inputs)
-                fired = np.isfinite(spikes)
-                compare = np.where(fired, spikes, sl.t_max)
-            else:
-                spikes, ideal, cert, fall = layer_spikes(sl, inputs, engine, noisy_inputs=noise_sigma > 0)
+            tol = 1e-9 * max(1.0, abs(sl.t_max))
+            if compiled_path:
+                spikes, cert, fall, dev, nz = _compiled_layer_spikes(sl, times)
                 certified += cert
                 fallback += fall
-                fired, compare = np.ones(spikes.shape, bool), spikes
-            tol = 1e-9 * max(1.0, abs(sl.t_max))
-            deviating[n] += int(((np.abs(compare - ideal) > tol) | (compare < sl.t_min - tol)).sum())
-            spikes_total[n] += int(fired.sum())
-            nonzero[n] += int((compare < sl.t_max - tol).sum())
+                deviating[n] += dev
+                nonzero[n] += nz
+                spikes_total[n] += cert + fall
+                compare = spikes
+            else:
+                inputs = padded_inputs(sl, times)
+                if b1:
+                    events += synaptic_events(sl, times)
+                    spikes, ideal = b1_layer_spikes(sl, inputs)
+                    fired = np.isfinite(spikes)
+                    compare = np.where(fired, spikes, sl.t_max)
+                else:
+                    spikes, ideal, cert, fall = layer_spikes(sl, inputs, engine, noisy_inputs=noise_sigma > 0)
+                    certified += cert
+                    fallback += fall
+                    fired, compare = np.ones(spikes.shape, bool), spikes
+                deviating[n] += int(((np.abs(compare - ideal) > tol) | (compare < sl.t_min - tol)).sum())
+                spikes_total[n] += int(fired.sum())
+                nonzero[n] += int((compare < sl.t_max - tol).sum())
             if relu_reference:
                 h = np.maximum(sl.layer.apply_groups(values), 0.0)
-                max_err[n] = max(max_err[n], float(np.abs(compare - (sl.t_max - h)).max(initial=0.0)))
+                max_err[n] = max(max_err[n], float(np.abs(np.asarray(compare) - (sl.t_max - h)).max(initial=0.0)))
                 for pool in sl.layer.pools:
                     h = np.asarray(pool.on_values(h))
                 values[n] = h
             if rngs:
                 spikes = spikes + _noise(rngs, spikes.shape[1:], noise_sigma)
             if record:
-                recorded[n].append(spikes)
-            for pool in sl.layer.pools:
-                spikes = np.asarray(pool.on_times(spikes, sl.t_max))
+                recorded[n].append(np.asarray(spikes))
+            if compiled_path:
+                spikes = compiled(sl).pool(spikes) if sl.layer.pools else spikes
+            else:
+                for pool in sl.layer.pools:
+                    spikes = np.asarray(pool.on_times(spikes, sl.t_max))
             times[n] = spikes
             for src in [s for s, user in last_use.items() if user == n]:
                 times.pop(src, None)
