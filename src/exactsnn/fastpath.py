@@ -82,25 +82,23 @@ class CompiledLayer:
         self.j_sum = tf.constant(s / one_minus, tf.float64)
         self.tol = 1e-9 * max(1.0, abs(sl.t_max))
         self.step = tf.function(self._step, reduce_retracing=True)
+        self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True)
         self.pool = tf.function(self._pool, reduce_retracing=True)
-        self.counts = tf.function(self._counts, reduce_retracing=True)
 
-    def _inputs(self, times: tuple):
-        """x_j = t_min^(n) − t_j per synapse group (delayed, cropped, padded taps x = 0)."""
+    def _inputs(self, values: tuple) -> list:
+        """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
+        at t_min^(n) − x_j, see :func:`exactsnn.spiking.window_widths`), cropped to ``used``;
+        padded taps (x = 0) are the convolution's explicit padding."""
         tf = _tf()
-        sl = self.sl
         xs = []
-        for g, t in zip(self.groups, times):
+        for g, h in zip(self.groups, values):
             geo = g["group"]
-            t = t + g["delay"] if g["delay"] else t
             if geo.kind == "dense":
-                xs.append(sl.t_min - tf.reshape(t, [tf.shape(t)[0], -1]))
-                continue
-            t = t[:, : geo.used[0], : geo.used[1], :]
-            top, bottom, left, right = geo.pads
-            if top or bottom or left or right:
-                t = tf.pad(t, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=sl.t_min)
-            xs.append(sl.t_min - t)
+                xs.append(tf.reshape(h, [tf.shape(h)[0], -1]))
+            elif tuple(geo.used) != tuple(geo.input_shape[:2]):
+                xs.append(h[:, : geo.used[0], : geo.used[1], :])
+            else:
+                xs.append(h)
         return xs
 
     @staticmethod
@@ -109,29 +107,50 @@ class CompiledLayer:
         geo = g["group"]
         if geo.kind == "dense":
             return tf.matmul(x, w)
-        return tf.nn.conv2d(x, w, strides=[1, *geo.strides, 1], padding="VALID", dilations=[1, *geo.dilation, 1])
+        top, bottom, left, right = geo.pads
+        return tf.nn.conv2d(
+            x, w, strides=[1, *geo.strides, 1], padding=[[0, 0], [top, bottom], [left, right], [0, 0]],
+            dilations=[1, *geo.dilation, 1],
+        )
 
-    def _step(self, times: tuple):
-        """(spikes, ideal, uncertified mask, number uncertified, all inputs inside the window)."""
+    def _step(self, values: tuple, values32: tuple):
+        """Values x = t_max − t of the layer's spikes and what the certificate found.
+
+        ``values`` are the sources' (pooled) values, all inside this layer's input window (the
+        caller checks), and ``values32`` the same in float32.  Returns (x, x in float32, flags,
+        W x, counts) where flags hold, per neuron, bit 0: certified and x > 0 (a spike before
+        t_max), bit 1: certified and deviating, bit 2: certified and x beyond the window B_n,
+        bit 3: not certified; counts are the number of neurons with each bit.
+        """
+        tf = _tf()
+        wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, self._inputs(values))])
+        p32 = tf.add_n([self._product(g, x, g["w_pos"]) for g, x in zip(self.groups, self._inputs(values32))])
+        x, x32, flags = self.certify(wx, p32)
+        counts = tf.stack([tf.math.count_nonzero(tf.bitwise.bitwise_and(flags, 1 << k)) for k in range(4)])
+        return x, x32, flags, wx, counts
+
+    def _certify(self, wx, p32):
+        """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer
+        (the float64 convolutions stay outside: XLA's are many times slower on the CPU)."""
         tf = _tf()
         sl = self.sl
-        xs = self._inputs(times)
         S = sl.t_min - sl.t_start
-        inside = tf.reduce_all([tf.reduce_all((x >= 0.0) & (x <= S)) for x in xs])
-        wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, xs)])
-        p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), g["w_pos"]) for g, x in zip(self.groups, xs)])
         p = tf.cast(p32, tf.float64)
         p_hi = p * (1.0 + self.rel) + self.abs
         p_lo = p * (1.0 - self.rel) - self.abs
         z = wx + self.bias
-        ideal = sl.t_max - tf.maximum(z, 0.0)
+        relu = tf.maximum(z, 0.0)
         if sl.alpha_is_one:
-            closed = sl.t_max - z
+            spikes = sl.t_max - z  # the closed form with α = 1
+            deviating = spikes < sl.t_min - self.tol
+            x = relu  # t_max − min(t_max − z, t_max), without its round-off
         else:
             closed = (self.theta + self.alpha * sl.t_start + self.j_sum * sl.t_min - wx / self.one_minus) / (
                 self.alpha + self.j_sum
             )
-        spikes = tf.minimum(closed, sl.t_max)
+            spikes = tf.minimum(closed, sl.t_max)
+            deviating = (tf.abs(spikes - (sl.t_max - relu)) > self.tol) | (spikes < sl.t_min - self.tol)
+            x = sl.t_max - spikes
         a0 = self.alpha * S + p / self.one_minus
         n0 = (wx - p) / self.one_minus
         n1 = n0 - S * self.neg_sum / self.one_minus
@@ -139,31 +158,25 @@ class CompiledLayer:
         at_t_min = self.alpha * S + ((1.0 - mu) * p_hi + mu * wx) / self.one_minus
         at_t_start = mu * (wx - p_lo - S * self.neg_sum) / self.one_minus
         certified = self.static | (tf.maximum(at_t_min, at_t_start) < self.theta)
-        left = tf.logical_not(certified)
-        return spikes, ideal, left, tf.math.count_nonzero(left), inside
+        bit = lambda c, k: tf.where(c, tf.constant(1 << k, tf.int8), tf.constant(0, tf.int8))
+        flags = (
+            bit(certified & (x > self.tol), 0) | bit(certified & deviating, 1)
+            | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
+        )
+        return x, tf.cast(x, tf.float32), flags
 
-    def _counts(self, spikes, ideal):
-        """(deviating, non-zero) spikes: not at t_max − ReLU(W x̂ + b) or before t_min; before t_max."""
+    def _pool(self, x):
+        """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
+        latest (min) where −.  Rounding to float32 is monotone, so it commutes with pooling."""
         tf = _tf()
-        sl, tol = self.sl, self.tol
-        deviating = (tf.abs(spikes - ideal) > tol) | (spikes < sl.t_min - tol)
-        return tf.math.count_nonzero(deviating), tf.math.count_nonzero(spikes < sl.t_max - tol)
-
-    def _pool(self, spikes):
-        """Sign-aware pooling on times: the earliest spike (max of values), or the latest."""
-        tf = _tf()
-        t_max = self.sl.t_max
         for pool in self.sl.layer.pools:
             top, bottom, left, right = pool.pads
             if top or bottom or left or right:
-                spikes = tf.pad(spikes, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=t_max)
+                x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
             ksize, st, pad = [1, *pool.size, 1], [1, *pool.strides, 1], pool.padding.upper()
-            earliest = -tf.nn.max_pool2d(-spikes, ksize, st, pad)
-            if np.all(pool.sign > 0):
-                spikes = earliest
-            else:
-                spikes = tf.where(tf.constant(pool.sign > 0), earliest, tf.nn.max_pool2d(spikes, ksize, st, pad))
-        return spikes
+            up = tf.nn.max_pool2d(x, ksize, st, pad)
+            x = up if np.all(pool.sign > 0) else tf.where(tf.constant(pool.sign > 0), up, -tf.nn.max_pool2d(-x, ksize, st, pad))
+        return x
 
 
 def compiled(sl: SpikingLayer) -> CompiledLayer:

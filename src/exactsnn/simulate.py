@@ -2,16 +2,18 @@
 
 The **event-driven** engine does what the neurons do: per neuron, sort the input spikes,
 walk the piecewise-linear potential from t_min^(n-1) and take the first threshold
-crossing (or the forced spike at t_max^(n)).
+crossing (or the forced spike at t_max^(n)).  The walk is one compiled loop per neuron
+(:func:`_walk`, Numba); neurons sharing a receptive field share its sort.
 
 The **fast** engine (default, DESIGN §4) computes every neuron's closed-form crossing
     t_i = (ϑ_i + α_i t_min^(n-1) + Σ_j J_ij t_j) / (α_i + Σ_j J_ij)
-with one matmul/convolution and *certifies* it: on [t_min^(n-1), T], T the last input
-time, V_i(t) ≤ α_i (T − t_min^(n-1)) + Σ_{J_ij > 0} J_ij (T − t_j).  If that bound is
-below ϑ_i, the neuron cannot fire before all its inputs have arrived, so the closed form is
-its first crossing.  A neuron certified for *every* input (the bound with all excitatory
-inputs at t_min^(n-1)) skips the per-sample check.  Uncertified neurons go through the
-event-driven solver, so both engines return the same spikes.
+with one matmul/convolution and *certifies* it: it proves that V_i stays below ϑ_i until
+the last input has arrived, so the closed form is the first crossing.  A neuron certified
+for *every* input skips the per-sample check.  Uncertified neurons go through the
+event-driven walk, so both engines return the same spikes.  Noise-free α-model networks
+run layer by layer as traced TensorFlow steps (:mod:`exactsnn.fastpath`); with spike-time
+noise, or after an upstream deviation puts an input outside its window, a layer runs here
+in NumPy with the bound taken up to the sample's last input.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from numba import njit
 
 from . import ops
 from .fastpath import compiled
@@ -85,35 +89,63 @@ class Simulation:
 # --------------------------------------------------------------------------- event-driven
 
 
+@njit(cache=True, nogil=True)
+def _walk(tau, order, JT, rows, chans, alpha, theta, t_start):  # pragma: no cover - compiled
+    """First crossings of K neurons, each walking the sorted input times of its receptive field.
+
+    tau (U, F) sorted input times (≥ t_start) of U receptive fields, order (U, F) the synapse
+    index of each, JT (C, F_all) weights J per channel and synapse; neuron k reads field
+    rows[k] with channel chans[k].  V is piecewise linear: on the segment after the first m
+    inputs, V(t) = α (t − t_start) + t C_m − D_m with C_m = Σ_{i<m} J_i, D_m = Σ_{i<m} J_i τ_i
+    and slope α + C_m.  The first segment that starts at V ≥ ϑ dates the crossing at its start
+    (a crossing exactly at an input time, whatever the round-off on either side); otherwise
+    the first one whose line reaches ϑ before its end, at (ϑ + α t_start + D_m) / (α + C_m),
+    the closed form of DESIGN §2.  +inf where V never reaches ϑ.
+    """
+    K = rows.shape[0]
+    F = tau.shape[1]
+    out = np.empty(K)
+    for k in range(K):
+        r, c, a, th = rows[k], chans[k], alpha[k], theta[k]
+        cum_w = 0.0
+        cum_wt = 0.0
+        start = t_start
+        result = np.inf
+        for m in range(F + 1):
+            end = tau[r, m] if m < F else np.inf
+            v = a * (start - t_start) + start * cum_w - cum_wt
+            if v >= th:
+                result = start
+                break
+            slope = a + cum_w
+            if slope > 0.0:
+                cand = (th + a * t_start + cum_wt) / slope
+                if cand <= end:
+                    result = cand
+                    break
+            if m < F:
+                w = JT[c, order[r, m]]
+                cum_w += w
+                cum_wt += w * end
+                start = end
+        out[k] = result
+    return out
+
+
 def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
-    """First time V reaches ϑ, for neurons sharing sorted input times.
+    """First time V reaches ϑ, for neurons sharing sorted input times (see :func:`_walk`).
 
     tau (P, F) sorted input times (already ≥ t_start), w (P, F, C) their weights J in the
-    same order, alpha and theta (P, C).  V is piecewise linear: on the segment that starts
-    at event k, V(t) = α(t − t_start) + t C_k − D_k with C_k = Σ_{m≤k} w_m,
-    D_k = Σ_{m≤k} w_m τ_m, and slope α + C_k.  Returns (P, C), +inf where V never reaches ϑ.
+    same order, alpha and theta (P, C).  Returns (P, C), +inf where V never reaches ϑ.
     """
-    P, F = tau.shape
-    C = w.shape[2]
-    zeros = np.zeros((P, 1, C))
-    cum_w = np.concatenate([zeros, np.cumsum(w, axis=1)], axis=1)
-    cum_wt = np.concatenate([zeros, np.cumsum(w * tau[:, :, None], axis=1)], axis=1)
-    start = np.concatenate([np.full((P, 1), t_start), tau], axis=1)[:, :, None]
-    end = np.concatenate([tau, np.full((P, 1), np.inf)], axis=1)[:, :, None]
-    a = alpha[:, None, :]
-    th = theta[:, None, :]
-    v = a * (start - t_start) + start * cum_w - cum_wt
-    slope = a + cum_w
-    with np.errstate(divide="ignore", invalid="ignore"):
-        # V(t) = α(t − t_start) + t C_k − D_k = ϑ solved directly, without the
-        # cancellation of start + (ϑ − V_k)/slope; the same expression as the closed form.
-        cand = (th + a * t_start + cum_wt) / slope
-    inside = (v < th) & (slope > 0) & (cand <= end)
-    crossing = np.where(inside, cand, np.inf).min(axis=1)
-    # A crossing exactly at a segment boundary may be lost to round-off on both sides;
-    # V ≥ ϑ at a segment's start then dates it.
-    reached = np.where(v >= th, start, np.inf).min(axis=1)
-    return np.minimum(crossing, reached)
+    P, F, C = np.shape(w)
+    JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
+    order = np.broadcast_to(np.arange(F), (P, F))
+    rows = np.repeat(np.arange(P), C)
+    out = _walk(np.ascontiguousarray(tau, np.float64), np.ascontiguousarray(order), JT, rows, np.arange(P * C),
+                np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
+                float(t_start))
+    return out.reshape(P, C)
 
 
 def _patch_index(layer, positions):
@@ -135,145 +167,59 @@ def _patches(group, tp: np.ndarray, samples, positions) -> np.ndarray:
 def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
     """Event-driven first crossings of every neuron of a layer; ``inputs`` padded times per group."""
     layer = sl.layer
-    J = np.concatenate([sl.group_J(g).reshape(-1, layer.channels) for g in layer.groups])
     batch = len(inputs[0])
-    out = np.empty((batch,) + layer.output_shape)
-    alpha = np.broadcast_to(sl.alpha, layer.output_shape).reshape(-1, layer.channels)
-    theta = np.broadcast_to(sl.threshold, layer.output_shape).reshape(-1, layer.channels)
-    F, C = J.shape
-    step = max(1, _CHUNK // (F * C))
     if layer.kind == "dense":
         grid = np.zeros((1, 2), int)
     else:
         ho, wo, _ = layer.output_shape
         grid = np.stack(np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"), -1).reshape(-1, 2)
+    # Every neuron of a sample, in the layer's (position, channel) order; one sample at a time
+    # keeps the index arrays small.
+    pos, chan = (a.reshape(-1) for a in np.indices((len(grid), layer.channels)))
+    out = np.empty((batch,) + layer.output_shape)
     for b in range(batch):
-        samples = np.full(len(grid), b)
-        times = np.concatenate([_patches(g, tp, samples, grid) for g, tp in zip(layer.groups, inputs)], axis=1)
-        times = np.maximum(times, sl.t_start)
-        order = np.argsort(times, axis=1, kind="stable")
-        tau = np.take_along_axis(times, order, axis=1)
-        res = np.empty((len(times), C))
-        for s in range(0, len(times), step):
-            w = J[order[s : s + step]]
-            res[s : s + step] = first_crossings(tau[s : s + step], w, alpha[s : s + step], theta[s : s + step], sl.t_start)
-        out[b] = res.reshape(layer.output_shape)
-    return np.minimum(out, sl.t_max)
+        sample = np.full(len(pos), b)
+        full = (sample, grid[pos, 0], grid[pos, 1], chan) if layer.kind == "conv" else (sample, chan)
+        out[b] = _event_neurons(sl, inputs, full).reshape(layer.output_shape)
+    return out
 
 
 def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
     """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel).
 
     Neurons of one sample and position share their receptive field: its input times are
-    gathered and sorted once, and each neuron walks them with its own weights.
+    gathered and sorted once (in blocks of bounded size), and each neuron walks them with its
+    own weights (:func:`_walk`).
     """
     layer = sl.layer
     b, c = index[0], index[-1]
-    alpha = np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]]
-    theta = np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]]
+    alpha = np.ascontiguousarray(np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]], np.float64)
+    theta = np.ascontiguousarray(np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]], np.float64)
     conv = layer.kind == "conv"
     keys = np.stack([b, index[1], index[2]], 1) if conv else b[:, None]
     unique, inverse = np.unique(keys, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     out = np.empty(len(b))
-    F = sum(int(np.prod(g.weight.shape[:-1])) for g in layer.groups)
+    JT = sl.synapse_weights_by_channel
+    F = JT.shape[1]
     step = max(1, _CHUNK // F)
-    for s in range(0, len(unique), step):
+    by_field = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[by_field], np.arange(0, len(unique) + step, step))
+    for s, (lo, hi) in zip(range(0, len(unique), step), zip(bounds[:-1], bounds[1:])):
         u = unique[s : s + step]
-        times, J = _neuron_patches(sl, inputs, u[:, 0], u[:, 1:] if conv else None)
-        order = np.argsort(times, axis=1, kind="stable")
-        tau_u = np.take_along_axis(times, order, axis=1)
-        chunk = np.flatnonzero((inverse >= s) & (inverse < s + len(u)))
-        for k in range(0, len(chunk), step):
-            sel = chunk[k : k + step]
-            row = inverse[sel] - s
-            w = J[order[row], c[sel][:, None]][:, :, None]
-            out[sel] = first_crossings(tau_u[row], w, alpha[sel][:, None], theta[sel][:, None], sl.t_start)[:, 0]
+        times = _field_times(sl, inputs, u[:, 0], u[:, 1:] if conv else None)
+        order = np.argsort(times, axis=1)
+        tau = np.take_along_axis(times, order, axis=1)
+        sel = by_field[lo:hi]
+        out[sel] = _walk(tau, order, JT, inverse[sel] - s, c[sel], alpha[sel], theta[sel], float(sl.t_start))
     return np.minimum(out, sl.t_max)
 
 
-def _neuron_patches(sl: SpikingLayer, inputs: list, samples, positions):
-    """Receptive-field times (K, F) of neurons at (sample, position), all synapse groups,
-    clamped at t_start; and the matching J rows (F, C)."""
-    layer = sl.layer
-    times = np.concatenate([_patches(g, tp, samples, positions) for g, tp in zip(layer.groups, inputs)], axis=1)
-    J = np.concatenate([sl.group_J(g).reshape(-1, layer.channels) for g in layer.groups])
-    return np.maximum(times, sl.t_start), J
-
-
-def _per_input_bound(v_T, S, inhibition) -> np.ndarray:
-    """Upper bound of V on [t_start, T] with one choice per inhibitory input.
-
-    With s = T − t and x_j = T − t_j, V(T − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.  An
-    inhibitory term is at most J_ij (x_j − s) for an input that came early (x_j ≥ S/4) and at
-    most 0 for a late one; with the (convex) excitatory terms the majorant is convex in s,
-    so its maximum is at s = 0, V(T) + Σ_late |J_ij| x_j, or at s = S, Σ_early |J_ij| (S − x_j).
-    ``inhibition`` lists (x, apply) per synapse group, ``apply(y)`` = Σ_j |J⁻_ij| y_j.
-    """
-    late_bound, early_bound = v_T, 0.0
-    for x, apply in inhibition:
-        late = x < 0.25 * S
-        late_bound = late_bound + apply(np.where(late, x, 0.0))
-        early_bound = early_bound + apply(np.where(late, 0.0, S - x))
-    return np.maximum(late_bound, early_bound)
-
-
-def grid_certify(sl: SpikingLayer, inputs: list, index: tuple, T, bins: int = 8) -> np.ndarray:
-    """Certify selected neurons with finer bounds of their potential (True = certified).
-
-    First a convex majorant with one choice per inhibitory input (linear if it came early,
-    0 if late).  Then [t_start, T] is cut into ``bins`` equal bins τ_0 < … < τ_K.  On a bin, inputs that arrived
-    before it add a linear term, those after it nothing, and those inside it J_j (t − t_j)^+:
-    convex for J_j > 0, and at most 0 for J_j < 0.  Dropping the in-bin inhibitory terms
-    leaves a convex majorant, so on the bin V ≤ max(V(τ_k), V(τ_{k+1}) + Σ_{in bin, J<0} |J_j| (τ_{k+1} − t_j)).
-    If every bin stays below ϑ the neuron cannot fire before T.  Neurons sharing a receptive
-    field share the patch, and the bound is a handful of matrix products per bin.
-    """
-    layer = sl.layer
-    b, c = index[0], index[-1]
-    positions = np.stack(index[1:3], 1) if layer.kind == "conv" else np.zeros((len(b), 2), int)
-    keys = np.stack([b, positions[:, 0], positions[:, 1]], 1)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    alpha = np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]]
-    theta = np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]]
-    ok = np.zeros(len(b), bool)
-    F = sum(int(np.prod(g.weight.shape[:-1])) for g in layer.groups)
-    step = max(1, _CHUNK // (4 * F))
-    for s in range(0, len(unique), step):
-        u = unique[s : s + step]
-        times, J = _neuron_patches(sl, inputs, u[:, 0], u[:, 1:] if layer.kind == "conv" else None)
-        sel = np.flatnonzero((inverse >= s) & (inverse < s + len(u)))
-        row, col = inverse[sel] - s, c[sel]
-        channels, ch_index = np.unique(col, return_inverse=True)
-        Jc, Jneg = J[:, channels], np.maximum(-J[:, channels], 0.0)
-        t_hi = np.asarray(T, np.float64).reshape(-1)[u[:, 0]] if np.ndim(T) else np.full(len(u), float(T))
-        grid = sl.t_start + (t_hi - sl.t_start)[:, None] * np.linspace(0.0, 1.0, bins + 1)[None, :]
-        a, th = alpha[sel], theta[sel]
-        # First the two-sided bound of layer_spikes with a per-input choice: an inhibitory
-        # input that arrived early (x_j ≥ S/4) is bounded by J_ij (x_j − s), a late one by 0.
-        S = (t_hi - sl.t_start)[:, None]
-        x = t_hi[:, None] - times
-        v_T = a * S[row, 0] + (x @ Jc)[row, ch_index]
-        bound = _per_input_bound(v_T, S, [(x, lambda y: (y @ Jneg)[row, ch_index])])
-        done = bound < th
-        ok[sel[done]] = True
-        left = ~done
-        if not left.any():
-            continue
-        sel, row, ch_index, a, th = sel[left], row[left], ch_index[left], a[left], th[left]
-        good = np.ones(len(sel), bool)
-        v_lo = np.zeros(len(sel))  # V(t_start) = 0
-        for k in range(bins):
-            lo, hi = grid[:, k : k + 1], grid[:, k + 1 : k + 2]
-            v_hi_all = np.maximum(hi - times, 0.0) @ Jc
-            v_hi = a * (hi[row, 0] - sl.t_start) + v_hi_all[row, ch_index]
-            inside = ((times > lo) & (times <= hi)) * (hi - times)
-            corr = (inside @ Jneg)[row, ch_index]
-            good &= (v_lo < th) & (v_hi + corr < th)
-            v_lo = v_hi
-        ok[sel] = good
-    return ok
+def _field_times(sl: SpikingLayer, inputs: list, samples, positions) -> np.ndarray:
+    """Receptive-field input times (K, F) of neurons at (sample, position), all synapse groups
+    in the order of :attr:`SpikingLayer.synapse_weights_by_channel`, clamped at t_start."""
+    times = np.concatenate([_patches(g, tp, samples, positions) for g, tp in zip(sl.layer.groups, inputs)], axis=1)
+    return np.maximum(times, sl.t_start)
 
 
 # --------------------------------------------------------------------------- one layer
@@ -381,58 +327,52 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         with np.errstate(divide="ignore", invalid="ignore"):
             mu = np.clip(np.nan_to_num(a0 / (n1 - n0), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         certified[..., channels] |= np.maximum(a0 + mu * n0, mu * n1) < th
-        keep = ~certified[..., channels].reshape(-1, channels.size).all(axis=0)
-        channels, j_x = channels[keep], j_x[..., keep]
-        if channels.size and (~certified).mean() > 0.01:
-            # Many left: the per-input bound of grid_certify is cheaper as two convolutions
-            # over the whole layer than on gathered receptive fields.
-            cm = one_minus[channels]
-            v_T = alpha[..., channels] * S + j_x / cm
-            inhibition = [
-                (x, lambda y, g=g: _synaptic_sum(g, y, np.maximum(-g.weight[..., channels], 0.0) / cm))
-                for g, x in zip(groups, reach)
-            ]
-            certified[..., channels] |= _per_input_bound(v_T, S, inhibition) < theta[..., channels]
-    index, times = settle(sl, inputs, np.nonzero(~certified), T)
-    spikes[index] = times
+    index = np.nonzero(~certified)
+    if index[0].size:
+        spikes[index] = _event_neurons(sl, inputs, index)
     n_fallback = int(index[0].size)
     return spikes, ideal, spikes.size - n_fallback, n_fallback
 
 
-def settle(sl: SpikingLayer, inputs: list, index: tuple, T) -> tuple[tuple, np.ndarray]:
-    """Neurons the cheap certificates left: certify what :func:`grid_certify` can, and solve
-    the rest event by event.  Returns the index of those solved and their spike times."""
-    if index[0].size:
-        fine = grid_certify(sl, inputs, index, T)
-        index = tuple(i[~fine] for i in index)
-    times = _event_neurons(sl, inputs, index) if index[0].size else np.zeros(0)
-    return index, times
-
-
-def _compiled_layer_spikes(sl: SpikingLayer, times: dict):
+def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     """One hidden α-model layer on the compiled fast path (:mod:`exactsnn.fastpath`).
 
-    Returns (spike times as a tensor, certified, fallback, deviating, non-zero).  Neurons the
-    compiled certificate leaves go through :func:`settle`; a layer with inputs outside its
-    input window (an upstream deviation) through :func:`layer_spikes`, which then bounds V
-    up to the last input.
+    ``values`` maps layer index to its pooled values x = t_max − t (float64 and float32
+    tensors) and an upper bound of them; ``times(sources)`` gives the sources' spike times as
+    NumPy arrays.  Returns (x, x in float32, certified, fallback, deviating, non-zero, upper
+    bound of x).  Neurons the compiled certificate leaves go through the event-driven solver
+    (:func:`_event_neurons`); a layer with inputs outside its input window (an upstream deviation) through :func:`layer_spikes`,
+    which then bounds V up to the last input.
     """
     tf = ops._tf()
+    sources = [g.source for g in sl.layer.groups]
+    tol = 1e-9 * max(1.0, abs(sl.t_max))
+    if max(values[s][2] for s in sources) > sl.t_min - sl.t_start:
+        spikes, ideal, cert, fall = layer_spikes(sl, padded_inputs(sl, times(sources)), "fast", noisy_inputs=True)
+        deviating = int(((np.abs(spikes - ideal) > tol) | (spikes < sl.t_min - tol)).sum())
+        x = tf.constant(sl.t_max - spikes)
+        return x, tf.cast(x, tf.float32), cert, fall, deviating, int((x > tol).numpy().sum()), float(tf.reduce_max(x))
     layer = compiled(sl)
-    spikes, ideal, left, n_left, inside = layer.step(tuple(times[g.source] for g in sl.layer.groups))
-    n_fallback = 0
-    if not bool(inside):
-        spikes, ideal, _, n_fallback = layer_spikes(sl, padded_inputs(sl, times), "fast", noisy_inputs=True)
-        spikes, ideal = tf.constant(spikes), tf.constant(ideal)
-    elif int(n_left):
-        index = tuple(tf.where(left).numpy().T)
-        index, solved = settle(sl, padded_inputs(sl, times), index, sl.t_min)
+    x, x32, flags, wx, counts = layer.step(tuple(values[s][0] for s in sources), tuple(values[s][1] for s in sources))
+    nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
+    bound, n_fallback = (np.inf if beyond else sl.window), 0
+    if n_left:
+        where = tf.where(tf.bitwise.bitwise_and(flags, 8) > 0)
+        index = tuple(where.numpy().T)
+        solved = sl.t_max - _event_neurons(sl, padded_inputs(sl, times(sources)), index)
         n_fallback = len(solved)
-        if n_fallback:
-            spikes = tf.tensor_scatter_nd_update(spikes, np.stack(index, 1), solved)
-    deviating, nonzero = layer.counts(spikes, ideal)
-    size = int(np.prod(spikes.shape))
-    return spikes, size - n_fallback, n_fallback, int(deviating), int(nonzero)
+        x = tf.tensor_scatter_nd_update(x, where, solved)
+        x32 = tf.tensor_scatter_nd_update(x32, where, tf.cast(solved, tf.float32))
+        # Count the neurons the compiled certificate left, with their final spikes.
+        x_left = tf.gather_nd(x, where).numpy()
+        bias = np.broadcast_to(sl.layer.bias, sl.layer.output_shape)[index[1:]]
+        ideal = np.maximum(tf.gather_nd(wx, where).numpy() + bias, 0.0)
+        deviating += int(((np.abs(x_left - ideal) > tol) | (x_left > sl.window + tol)).sum())
+        nonzero += int((x_left > tol).sum())
+        if np.any(x_left > sl.window):
+            bound = np.inf
+    size = int(np.prod(x.shape))
+    return x, x32, size - n_fallback, n_fallback, deviating, nonzero, bound
 
 
 def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
@@ -502,8 +442,9 @@ def simulate(
 
         starts = tqdm(starts, desc=f"simulate ({engine})", unit="batch")
     last_use = net.scaled_network().last_use()
-    # The noise-free α-model fast engine keeps spike times in TensorFlow (exactsnn.fastpath).
+    # The noise-free α-model fast engine keeps values x = t_max − t in TensorFlow (exactsnn.fastpath).
     compiled_path = engine == "fast" and not b1 and noise_sigma == 0
+    t_maxes = {-1: 1.0, **{n: sl.t_max for n, sl in enumerate(hidden)}}
     if engine not in ("fast", "event"):
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     for start in starts:
@@ -521,16 +462,19 @@ def simulate(
                 h = np.asarray(pool.on_values(h))
             values = {-1: h}
         if compiled_path:
-            times = {-1: ops._tf().constant(t)}
+            x0 = ops._tf().constant(1.0 - t)
+            state = {-1: (x0, ops._tf().cast(x0, "float32"), float(np.max(1.0 - t, initial=0.0)) if np.all(t <= 1.0) else np.inf)}
+            times = _TimesOf(state, t_maxes)
         for n, sl in enumerate(hidden):
             tol = 1e-9 * max(1.0, abs(sl.t_max))
             if compiled_path:
-                spikes, cert, fall, dev, nz = _compiled_layer_spikes(sl, times)
+                x, x32, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times)
                 certified += cert
                 fallback += fall
                 deviating[n] += dev
                 nonzero[n] += nz
                 spikes_total[n] += cert + fall
+                spikes = sl.t_max - x.numpy() if record or relu_reference else None
                 compare = spikes
             else:
                 inputs = padded_inputs(sl, times)
@@ -549,19 +493,22 @@ def simulate(
                 nonzero[n] += int((compare < sl.t_max - tol).sum())
             if relu_reference:
                 h = np.maximum(sl.layer.apply_groups(values), 0.0)
-                max_err[n] = max(max_err[n], float(np.abs(np.asarray(compare) - (sl.t_max - h)).max(initial=0.0)))
+                max_err[n] = max(max_err[n], float(np.abs(compare - (sl.t_max - h)).max(initial=0.0)))
                 for pool in sl.layer.pools:
                     h = np.asarray(pool.on_values(h))
                 values[n] = h
             if rngs:
                 spikes = spikes + _noise(rngs, spikes.shape[1:], noise_sigma)
             if record:
-                recorded[n].append(np.asarray(spikes))
+                recorded[n].append(spikes)
             if compiled_path:
-                spikes = compiled(sl).pool(spikes) if sl.layer.pools else spikes
-            else:
-                for pool in sl.layer.pools:
-                    spikes = np.asarray(pool.on_times(spikes, sl.t_max))
+                pool = compiled(sl).pool
+                state[n] = (pool(x), pool(x32), bound) if sl.layer.pools else (x, x32, bound)
+                for src in [s for s, user in last_use.items() if user == n]:
+                    state.pop(src, None)
+                continue
+            for pool in sl.layer.pools:
+                spikes = np.asarray(pool.on_times(spikes, sl.t_max))
             times[n] = spikes
             for src in [s for s, user in last_use.items() if user == n]:
                 times.pop(src, None)
@@ -583,6 +530,20 @@ def simulate(
         spike_times=[np.concatenate(r) for r in recorded] if record and logits else [],
         engine=engine,
     )
+
+
+class _TimesOf:
+    """Spike times t = t_max − x of the compiled path's values, as NumPy arrays, on demand
+    (for the NumPy certificates, the event-driven solver and the read-out)."""
+
+    def __init__(self, state: dict, t_maxes: dict):
+        self.state, self.t_maxes = state, t_maxes
+
+    def __getitem__(self, source: int) -> np.ndarray:
+        return self.t_maxes[source] - self.state[source][0].numpy()
+
+    def __call__(self, sources) -> dict:
+        return {s: self[s] for s in sources}
 
 
 def _noise(rngs, shape, sigma) -> np.ndarray:

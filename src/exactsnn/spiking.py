@@ -59,6 +59,14 @@ class SpikingLayer:
         neg = sum(np.minimum(g.weight, 0.0).reshape(-1, c).sum(0) for g in self.layer.groups)
         return self.layer.weight_sum, pos, neg  # the same S as the thresholds were built with
 
+    @cached_property
+    def synapse_weights_by_channel(self) -> np.ndarray:
+        """J as one C-contiguous (channels, synapses) array over all synapse groups (the main
+        group's receptive field, then each skip's): what the event-driven walk reads."""
+        c = self.layer.channels
+        J = np.concatenate([self.group_J(g).reshape(-1, c) for g in self.layer.groups])
+        return np.ascontiguousarray(J.T)
+
     def group_delays(self) -> list[float]:
         """Delay of every synapse group: 0 for the main one, then the skips'."""
         return [0.0] + [float(d) for d in self.delays]
