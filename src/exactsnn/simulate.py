@@ -468,13 +468,13 @@ def simulate(
         for n, sl in enumerate(hidden):
             tol = 1e-9 * max(1.0, abs(sl.t_max))
             if compiled_path:
-                x, x32, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times)
+                values_out, values32, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times)
                 certified += cert
                 fallback += fall
                 deviating[n] += dev
                 nonzero[n] += nz
                 spikes_total[n] += cert + fall
-                spikes = sl.t_max - x.numpy() if record or relu_reference else None
+                spikes = sl.t_max - values_out.numpy() if record or relu_reference else None
                 compare = spikes
             else:
                 inputs = padded_inputs(sl, times)
@@ -503,7 +503,7 @@ def simulate(
                 recorded[n].append(spikes)
             if compiled_path:
                 pool = compiled(sl).pool
-                state[n] = (pool(x), pool(x32), bound) if sl.layer.pools else (x, x32, bound)
+                state[n] = (pool(values_out), pool(values32), bound) if sl.layer.pools else (values_out, values32, bound)
                 for src in [s for s, user in last_use.items() if user == n]:
                     state.pop(src, None)
                 continue
