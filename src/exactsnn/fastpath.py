@@ -33,6 +33,7 @@ import numpy as np
 from .spiking import SpikingLayer
 
 _U32 = 2.0 ** -24
+_BIT_OF_BIN = np.array([[(v >> k) & 1 for v in range(16)] for k in range(4)], np.int64)  # (bit, flag value)
 
 
 def _tf():
@@ -65,6 +66,7 @@ class CompiledLayer:
                 group=g, delay=float(delay),
                 w=tf.constant(w, tf.float64),
                 w_pos=tf.constant(np.maximum(w, 0.0), tf.float32),
+                w_neg=tf.constant(np.maximum(-w, 0.0), tf.float32),
             ))
         out = layer.output_shape
         one_minus = 1.0 - s
@@ -84,6 +86,8 @@ class CompiledLayer:
         self.step = tf.function(self._step, reduce_retracing=True)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True)
         self.pool = tf.function(self._pool, reduce_retracing=True)
+        self.field_times = tf.function(self._field_times, reduce_retracing=True)
+        self.refine = tf.function(self._refine, reduce_retracing=True)
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
@@ -126,7 +130,9 @@ class CompiledLayer:
         wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, self._inputs(values))])
         p32 = tf.add_n([self._product(g, x, g["w_pos"]) for g, x in zip(self.groups, self._inputs(values32))])
         x, x32, flags = self.certify(wx, p32)
-        counts = tf.stack([tf.math.count_nonzero(tf.bitwise.bitwise_and(flags, 1 << k)) for k in range(4)])
+        # One histogram pass over the flags; each bit's count sums the bins that have it.
+        bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=16, maxlength=16, dtype=tf.int64)
+        counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
         return x, x32, flags, wx, counts
 
     def _certify(self, wx, p32):
@@ -164,6 +170,41 @@ class CompiledLayer:
             | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
         )
         return x, tf.cast(x, tf.float32), flags
+
+    def _refine(self, values32: tuple, wx, flags):
+        """A second certificate for the neurons :meth:`_step` left (flag bit 3), with one choice
+        per inhibitory input (DESIGN §4): with s = t_min − t, an inhibitory input that came early
+        (x_j ≥ S/4) is at most J_ij (x_j − s), a late one at most 0, so the majorant is convex
+        and  V ≤ max(V(t_min) + Σ_late |J⁻_ij| x_j,  Σ_early |J⁻_ij| (S − x_j)).
+        Two float32 products with |W⁻| ≥ 0 and inputs ≥ 0, bounded as in :meth:`_step`; S − x
+        in float32 is off by at most u S per input (an absolute term).  Returns the mask of
+        neurons still uncertified."""
+        tf = _tf()
+        sl = self.sl
+        S = sl.t_min - sl.t_start
+        late_sum, early_sum = [], []
+        for g, x in zip(self.groups, self._inputs(values32)):
+            late = x < 0.25 * S
+            late_sum.append(self._product(g, tf.where(late, x, 0.0), g["w_neg"]))
+            early_sum.append(self._product(g, tf.where(late, 0.0, S - x), g["w_neg"]))
+        grow = lambda p: tf.cast(p, tf.float64) * (1.0 + self.rel) + self.abs
+        late_part = grow(tf.add_n(late_sum))
+        early_part = grow(tf.add_n(early_sum)) - 2.0 * _U32 * S * self.neg_sum
+        v_t_min = self.alpha * S + wx / self.one_minus
+        bound = tf.maximum(v_t_min + late_part / self.one_minus, early_part / self.one_minus)
+        return tf.not_equal(tf.bitwise.bitwise_and(flags, 8), 0) & (bound >= self.theta)
+
+    def _field_times(self, values: tuple) -> list:
+        """Input spike times per synapse group as the event-driven solver reads them:
+        t = t_min^(n) − x (delays included, see :meth:`_inputs`), padded taps at t_min^(n)."""
+        tf = _tf()
+        out = []
+        for g, x in zip(self.groups, self._inputs(values)):
+            top, bottom, left, right = g["group"].pads
+            if top or bottom or left or right:
+                x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+            out.append(self.sl.t_min - x)
+        return out
 
     def _pool(self, x):
         """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from numba import njit
+from numba import njit, prange
 
 from . import ops
 from .fastpath import compiled
@@ -30,6 +30,9 @@ from .serialize import register
 from .spiking import SpikingLayer, SpikingNetwork
 
 _CHUNK = 1 << 21  # elements per block of the event-driven solver (bounded memory)
+# Share of a layer's neurons left by the compiled certificate above which its second,
+# per-input certificate (two more float32 products) is cheaper than the event-driven walk.
+_REFINE_SHARE = 0.005
 
 
 @register
@@ -89,60 +92,61 @@ class Simulation:
 # --------------------------------------------------------------------------- event-driven
 
 
-@njit(cache=True, nogil=True)
-def _walk(tau, order, JT, rows, chans, alpha, theta, t_start):  # pragma: no cover - compiled
-    """First crossings of K neurons, each walking the sorted input times of its receptive field.
+@njit(cache=True, nogil=True, parallel=True)
+def _walk(times, starts, chans, JT, alpha, theta, t_start):  # pragma: no cover - compiled
+    """First crossings of neurons grouped by receptive field, fields in parallel.
 
-    tau (U, F) sorted input times (≥ t_start) of U receptive fields, order (U, F) the synapse
-    index of each, JT (C, F_all) weights J per channel and synapse; neuron k reads field
-    rows[k] with channel chans[k].  V is piecewise linear: on the segment after the first m
-    inputs, V(t) = α (t − t_start) + t C_m − D_m with C_m = Σ_{i<m} J_i, D_m = Σ_{i<m} J_i τ_i
-    and slope α + C_m.  The first segment that starts at V ≥ ϑ dates the crossing at its start
-    (a crossing exactly at an input time, whatever the round-off on either side); otherwise
-    the first one whose line reaches ϑ before its end, at (ϑ + α t_start + D_m) / (α + C_m),
-    the closed form of DESIGN §2.  +inf where V never reaches ϑ.
+    times (U, F) input times (≥ t_start) of U receptive fields; the neurons of field u are
+    starts[u] … starts[u+1] − 1, with channels chans; JT (C, F) weights J per channel and
+    synapse, in the fields' synapse order.  Each field is sorted once.  V is piecewise
+    linear: on the segment after the first m inputs, V(t) = α (t − t_start) + t C_m − D_m with
+    C_m = Σ_{i<m} J_i, D_m = Σ_{i<m} J_i τ_i and slope α + C_m.  The first segment that starts
+    at V ≥ ϑ dates the crossing at its start (a crossing exactly at an input time, whatever the
+    round-off on either side); otherwise the first one whose line reaches ϑ before its end, at
+    (ϑ + α t_start + D_m) / (α + C_m), the closed form of DESIGN §2.  +inf where V never
+    reaches ϑ.
     """
-    K = rows.shape[0]
-    F = tau.shape[1]
-    out = np.empty(K)
-    for k in range(K):
-        r, c, a, th = rows[k], chans[k], alpha[k], theta[k]
-        cum_w = 0.0
-        cum_wt = 0.0
-        start = t_start
-        result = np.inf
-        for m in range(F + 1):
-            end = tau[r, m] if m < F else np.inf
-            v = a * (start - t_start) + start * cum_w - cum_wt
-            if v >= th:
-                result = start
-                break
-            slope = a + cum_w
-            if slope > 0.0:
-                cand = (th + a * t_start + cum_wt) / slope
-                if cand <= end:
-                    result = cand
+    U, F = times.shape
+    out = np.empty(chans.shape[0])
+    for u in prange(U):
+        order = np.argsort(times[u])
+        tau = times[u][order]
+        for k in range(starts[u], starts[u + 1]):
+            c, a, th = chans[k], alpha[k], theta[k]
+            cum_w = 0.0
+            cum_wt = 0.0
+            start = t_start
+            result = np.inf
+            for m in range(F + 1):
+                end = tau[m] if m < F else np.inf
+                v = a * (start - t_start) + start * cum_w - cum_wt
+                if v >= th:
+                    result = start
                     break
-            if m < F:
-                w = JT[c, order[r, m]]
-                cum_w += w
-                cum_wt += w * end
-                start = end
-        out[k] = result
+                slope = a + cum_w
+                if slope > 0.0:
+                    cand = (th + a * t_start + cum_wt) / slope
+                    if cand <= end:
+                        result = cand
+                        break
+                if m < F:
+                    w = JT[c, order[m]]
+                    cum_w += w
+                    cum_wt += w * end
+                    start = end
+            out[k] = result
     return out
 
 
 def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
-    """First time V reaches ϑ, for neurons sharing sorted input times (see :func:`_walk`).
+    """First time V reaches ϑ, for neurons sharing input times (see :func:`_walk`).
 
-    tau (P, F) sorted input times (already ≥ t_start), w (P, F, C) their weights J in the
-    same order, alpha and theta (P, C).  Returns (P, C), +inf where V never reaches ϑ.
+    tau (P, F) input times (≥ t_start), w (P, F, C) their weights J, alpha and theta (P, C).
+    Returns (P, C), +inf where V never reaches ϑ.
     """
     P, F, C = np.shape(w)
     JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
-    order = np.broadcast_to(np.arange(F), (P, F))
-    rows = np.repeat(np.arange(P), C)
-    out = _walk(np.ascontiguousarray(tau, np.float64), np.ascontiguousarray(order), JT, rows, np.arange(P * C),
+    out = _walk(np.ascontiguousarray(tau, np.float64), np.arange(P + 1) * C, np.arange(P * C), JT,
                 np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
                 float(t_start))
     return out.reshape(P, C)
@@ -196,22 +200,21 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
     alpha = np.ascontiguousarray(np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]], np.float64)
     theta = np.ascontiguousarray(np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]], np.float64)
     conv = layer.kind == "conv"
-    keys = np.stack([b, index[1], index[2]], 1) if conv else b[:, None]
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    out = np.empty(len(b))
-    JT = sl.synapse_weights_by_channel
-    F = JT.shape[1]
-    step = max(1, _CHUNK // F)
+    ho, wo = layer.output_shape[:2] if conv else (1, 1)
+    key = (b * ho + index[1]) * wo + index[2] if conv else b
+    fields, inverse = np.unique(key, return_inverse=True)
     by_field = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[by_field], np.arange(0, len(unique) + step, step))
-    for s, (lo, hi) in zip(range(0, len(unique), step), zip(bounds[:-1], bounds[1:])):
-        u = unique[s : s + step]
-        times = _field_times(sl, inputs, u[:, 0], u[:, 1:] if conv else None)
-        order = np.argsort(times, axis=1)
-        tau = np.take_along_axis(times, order, axis=1)
+    JT = sl.synapse_weights_by_channel
+    step = max(1, _CHUNK // JT.shape[1])
+    starts = np.searchsorted(inverse[by_field], np.arange(len(fields) + 1))
+    out = np.empty(len(b))
+    for s in range(0, len(fields), step):
+        u = fields[s : s + step]
+        positions = np.stack([(u // wo) % ho, u % wo], 1) if conv else None
+        times = _field_times(sl, inputs, u // (ho * wo), positions)
+        lo, hi = starts[s], starts[min(s + step, len(fields))]
         sel = by_field[lo:hi]
-        out[sel] = _walk(tau, order, JT, inverse[sel] - s, c[sel], alpha[sel], theta[sel], float(sl.t_start))
+        out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start))
     return np.minimum(out, sl.t_max)
 
 
@@ -356,13 +359,19 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     x, x32, flags, wx, counts = layer.step(tuple(values[s][0] for s in sources), tuple(values[s][1] for s in sources))
     nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
     bound, n_fallback = (np.inf if beyond else sl.window), 0
+    size = int(np.prod(x.shape))
     if n_left:
         where = tf.where(tf.bitwise.bitwise_and(flags, 8) > 0)
         index = tuple(where.numpy().T)
-        solved = sl.t_max - _event_neurons(sl, padded_inputs(sl, times(sources)), index)
-        n_fallback = len(solved)
-        x = tf.tensor_scatter_nd_update(x, where, solved)
-        x32 = tf.tensor_scatter_nd_update(x32, where, tf.cast(solved, tf.float32))
+        open_ = where
+        if n_left > _REFINE_SHARE * size:
+            open_ = tf.where(layer.refine(tuple(values[s][1] for s in sources), wx, flags))
+        if len(open_):
+            inputs = [np.asarray(t) for t in layer.field_times(tuple(values[s][0] for s in sources))]  # views
+            solved = sl.t_max - _event_neurons(sl, inputs, tuple(open_.numpy().T))
+            n_fallback = len(solved)
+            x = tf.tensor_scatter_nd_update(x, open_, solved)
+            x32 = tf.tensor_scatter_nd_update(x32, open_, tf.cast(solved, tf.float32))
         # Count the neurons the compiled certificate left, with their final spikes.
         x_left = tf.gather_nd(x, where).numpy()
         bias = np.broadcast_to(sl.layer.bias, sl.layer.output_shape)[index[1:]]
@@ -371,7 +380,6 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
         nonzero += int((x_left > tol).sum())
         if np.any(x_left > sl.window):
             bound = np.inf
-    size = int(np.prod(x.shape))
     return x, x32, size - n_fallback, n_fallback, deviating, nonzero, bound
 
 
@@ -540,7 +548,7 @@ class _TimesOf:
         self.state, self.t_maxes = state, t_maxes
 
     def __getitem__(self, source: int) -> np.ndarray:
-        return self.t_maxes[source] - self.state[source][0].numpy()
+        return self.t_maxes[source] - np.asarray(self.state[source][0])
 
     def __call__(self, sources) -> dict:
         return {s: self[s] for s in sources}
