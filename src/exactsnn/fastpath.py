@@ -1,12 +1,13 @@
 """The certified fast path of one α-model layer, compiled once and kept in TensorFlow.
 
 :func:`exactsnn.simulate.simulate` runs every hidden layer of a noise-free α-model network
-through :class:`CompiledLayer`: spike times stay TensorFlow tensors from the input to the
-read-out, and each layer is one traced graph of
+through :class:`CompiledLayer`.  Between layers it carries the values x = t_max − t of the
+spikes (float64, plus a float32 copy for the certificate) as TensorFlow tensors: an input
+spike at t_j reaches layer n as x_j = t_min^(n) − t_j, delayed skips included.  Each layer is
+one traced graph of
 
 * the closed form  t_i = (ϑ_i + α_i t_min^(n-1) + Σ_j J_ij t_j) / (α_i + Σ_j J_ij)
-  (= t_max − (W x + b) for α = 1, DESIGN §2) from one float64 convolution W x,
-  x_j = t_min^(n) − t_j;
+  (= t_max − (W x + b) for α = 1, DESIGN §2) from one float64 convolution W x;
 * the certificate that no neuron reaches ϑ before its last input (DESIGN §4): with
   s = t_min − t ∈ [0, S], S = t_min^(n) − t_min^(n-1), and all inputs inside the input window
   (0 ≤ x_j ≤ S),  V(t_min − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.  Excitatory terms are convex
@@ -21,9 +22,9 @@ read-out, and each layer is one traced graph of
   2⁻¹⁰⁰ F max W⁺ for flushed subnormals: upper bounds where the majorant grows with W⁺x,
   lower bounds where it falls.
 
-Neurons the certificate leaves, and layers whose inputs are not all inside their window (an
-upstream deviation), go to the NumPy certificates and the event-driven solver of
-:mod:`exactsnn.simulate`, which only then see NumPy copies.
+Where many neurons are left, :meth:`CompiledLayer._refine` tries a second certificate; the
+rest go to the event-driven walk of :mod:`exactsnn.simulate`.  A layer whose inputs are not
+all inside their window (after an upstream deviation) runs in NumPy there instead.
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ class CompiledLayer:
         self.neg_sum = tf.constant(neg_sum, tf.float64)
         self.j_sum = tf.constant(s / one_minus, tf.float64)
         self.tol = 1e-9 * max(1.0, abs(sl.t_max))
-        self.step = tf.function(self._step, reduce_retracing=True)
-        self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True)
-        self.pool = tf.function(self._pool, reduce_retracing=True)
-        self.field_times = tf.function(self._field_times, reduce_retracing=True)
-        self.refine = tf.function(self._refine, reduce_retracing=True)
+        self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
+        self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
+        self.pool = tf.function(self._pool, reduce_retracing=True, autograph=False)
+        self.field_times = tf.function(self._field_times, reduce_retracing=True, autograph=False)
+        self.refine = tf.function(self._refine, reduce_retracing=True, autograph=False)
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
