@@ -93,32 +93,39 @@ class Simulation:
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _walk(times, starts, chans, JT, alpha, theta, t_start):  # pragma: no cover - compiled
+def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
 
     times (U, F) input times (≥ t_start) of U receptive fields; the neurons of field u are
     starts[u] … starts[u+1] − 1, with channels chans; JT (C, F) weights J per channel and
-    synapse, in the fields' synapse order.  Each field is sorted once.  V is piecewise
-    linear: on the segment after the first m inputs, V(t) = α (t − t_start) + t C_m − D_m with
-    C_m = Σ_{i<m} J_i, D_m = Σ_{i<m} J_i τ_i and slope α + C_m.  The first segment that starts
-    at V ≥ ϑ dates the crossing at its start (a crossing exactly at an input time, whatever the
-    round-off on either side); otherwise the first one whose line reaches ϑ before its end, at
+    synapse, in the fields' synapse order.  V is piecewise linear: on the segment after the
+    first m inputs, V(t) = α (t − t_start) + t C_m − D_m with C_m = Σ_{i<m} J_i,
+    D_m = Σ_{i<m} J_i τ_i and slope α + C_m.  The first segment that starts at V ≥ ϑ dates the
+    crossing at its start (a crossing exactly at an input time, whatever the round-off on
+    either side); otherwise the first one whose line reaches ϑ before its end, at
     (ϑ + α t_start + D_m) / (α + C_m), the closed form of DESIGN §2.  +inf where V never
     reaches ϑ.
+
+    Only inputs before ``horizon`` are sorted and walked (each field once): a caller that
+    knows no input comes after it (every input in its window, horizon = t_min^(n)) saves the
+    inputs at the horizon itself, the zeros.  Without a crossing by then, the remaining
+    inputs have all arrived and the crossing is on the last line, from the sums over all.
     """
     U, F = times.shape
     out = np.empty(chans.shape[0])
     for u in prange(U):
-        order = np.argsort(times[u])
-        tau = times[u][order]
+        row = times[u]
+        early = np.nonzero(row < horizon)[0]
+        order = early[np.argsort(row[early])]
+        n = order.shape[0]
         for k in range(starts[u], starts[u + 1]):
             c, a, th = chans[k], alpha[k], theta[k]
             cum_w = 0.0
             cum_wt = 0.0
             start = t_start
-            result = np.inf
-            for m in range(F + 1):
-                end = tau[m] if m < F else np.inf
+            result = np.nan
+            for m in range(n + 1):
+                end = row[order[m]] if m < n else horizon
                 v = a * (start - t_start) + start * cum_w - cum_wt
                 if v >= th:
                     result = start
@@ -129,11 +136,20 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start):  # pragma: no cover 
                     if cand <= end:
                         result = cand
                         break
-                if m < F:
+                if m < n:
                     w = JT[c, order[m]]
                     cum_w += w
                     cum_wt += w * end
                     start = end
+            if np.isnan(result):
+                # Past the horizon with every input in: the last line.
+                cum_w = 0.0
+                cum_wt = 0.0
+                for j in range(F):
+                    cum_w += JT[c, j]
+                    cum_wt += JT[c, j] * row[j]
+                slope = a + cum_w
+                result = (th + a * t_start + cum_wt) / slope if slope > 0.0 else np.inf
             out[k] = result
     return out
 
@@ -148,7 +164,7 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
     out = _walk(np.ascontiguousarray(tau, np.float64), np.arange(P + 1) * C, np.arange(P * C), JT,
                 np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
-                float(t_start))
+                float(t_start), np.inf)
     return out.reshape(P, C)
 
 
@@ -188,12 +204,12 @@ def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
     return out
 
 
-def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
+def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float = np.inf) -> np.ndarray:
     """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel).
 
     Neurons of one sample and position share their receptive field: its input times are
     gathered and sorted once (in blocks of bounded size), and each neuron walks them with its
-    own weights (:func:`_walk`).
+    own weights (:func:`_walk`).  ``horizon``: no input comes later than it, except at it.
     """
     layer = sl.layer
     b, c = index[0], index[-1]
@@ -214,7 +230,8 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple) -> np.ndarray:
         times = _field_times(sl, inputs, u // (ho * wo), positions)
         lo, hi = starts[s], starts[min(s + step, len(fields))]
         sel = by_field[lo:hi]
-        out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start))
+        out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start),
+                         float(horizon))
     return np.minimum(out, sl.t_max)
 
 
@@ -368,7 +385,8 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
             open_ = tf.where(layer.refine(tuple(values[s][1] for s in sources), wx, flags))
         if len(open_):
             inputs = [np.asarray(t) for t in layer.field_times(tuple(values[s][0] for s in sources))]  # views
-            solved = sl.t_max - _event_neurons(sl, inputs, tuple(open_.numpy().T))
+            # Every input is inside its window here: none comes after t_min^(n) (the horizon).
+            solved = sl.t_max - _event_neurons(sl, inputs, tuple(open_.numpy().T), horizon=sl.t_min)
             n_fallback = len(solved)
             x = tf.tensor_scatter_nd_update(x, open_, solved)
             x32 = tf.tensor_scatter_nd_update(x32, open_, tf.cast(solved, tf.float32))
