@@ -22,9 +22,9 @@ one traced graph of
   2⁻¹⁰⁰ F max W⁺ for flushed subnormals: upper bounds where the majorant grows with W⁺x,
   lower bounds where it falls.
 
-Where many neurons are left, :meth:`CompiledLayer._refine` tries a second certificate; the
-rest go to the event-driven walk of :mod:`exactsnn.simulate`.  A layer whose inputs are not
-all inside their window (after an upstream deviation) runs in NumPy there instead.
+The neurons left go to the event-driven walk of :mod:`exactsnn.simulate`, which first tries
+a tighter per-neuron bound.  A layer whose inputs are not all inside their window (after an
+upstream deviation) runs in NumPy there instead.
 """
 
 from __future__ import annotations
@@ -67,7 +67,6 @@ class CompiledLayer:
                 group=g, delay=float(delay),
                 w=tf.constant(w, tf.float64),
                 w_pos=tf.constant(np.maximum(w, 0.0), tf.float32),
-                w_neg=tf.constant(np.maximum(-w, 0.0), tf.float32),
             ))
         out = layer.output_shape
         one_minus = 1.0 - s
@@ -88,7 +87,6 @@ class CompiledLayer:
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, reduce_retracing=True, autograph=False)
         self.field_times = tf.function(self._field_times, reduce_retracing=True, autograph=False)
-        self.refine = tf.function(self._refine, reduce_retracing=True, autograph=False)
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
@@ -171,29 +169,6 @@ class CompiledLayer:
             | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
         )
         return x, tf.cast(x, tf.float32), flags
-
-    def _refine(self, values32: tuple, wx, flags):
-        """A second certificate for the neurons :meth:`_step` left (flag bit 3), with one choice
-        per inhibitory input (DESIGN §4): with s = t_min − t, an inhibitory input that came early
-        (x_j ≥ S/4) is at most J_ij (x_j − s), a late one at most 0, so the majorant is convex
-        and  V ≤ max(V(t_min) + Σ_late |J⁻_ij| x_j,  Σ_early |J⁻_ij| (S − x_j)).
-        Two float32 products with |W⁻| ≥ 0 and inputs ≥ 0, bounded as in :meth:`_step`; S − x
-        in float32 is off by at most u S per input (an absolute term).  Returns the mask of
-        neurons still uncertified."""
-        tf = _tf()
-        sl = self.sl
-        S = sl.t_min - sl.t_start
-        late_sum, early_sum = [], []
-        for g, x in zip(self.groups, self._inputs(values32)):
-            late = x < 0.25 * S
-            late_sum.append(self._product(g, tf.where(late, x, 0.0), g["w_neg"]))
-            early_sum.append(self._product(g, tf.where(late, 0.0, S - x), g["w_neg"]))
-        grow = lambda p: tf.cast(p, tf.float64) * (1.0 + self.rel) + self.abs
-        late_part = grow(tf.add_n(late_sum))
-        early_part = grow(tf.add_n(early_sum)) - 2.0 * _U32 * S * self.neg_sum
-        v_t_min = self.alpha * S + wx / self.one_minus
-        bound = tf.maximum(v_t_min + late_part / self.one_minus, early_part / self.one_minus)
-        return tf.not_equal(tf.bitwise.bitwise_and(flags, 8), 0) & (bound >= self.theta)
 
     def _field_times(self, values: tuple) -> list:
         """Input spike times per synapse group as the event-driven solver reads them:

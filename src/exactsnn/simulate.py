@@ -30,9 +30,6 @@ from .serialize import register
 from .spiking import SpikingLayer, SpikingNetwork
 
 _CHUNK = 1 << 21  # elements per block of the event-driven solver (bounded memory)
-# Share of a layer's neurons left by the compiled certificate above which its second,
-# per-input certificate (two more float32 products) is cheaper than the event-driven walk.
-_REFINE_SHARE = 0.005
 
 
 @register
@@ -92,6 +89,56 @@ class Simulation:
 # --------------------------------------------------------------------------- event-driven
 
 
+@njit(cache=True, nogil=True)
+def _stays_below(row, wrow, a, th, t_start, horizon):  # pragma: no cover - compiled
+    """True if V provably stays below ϑ up to ``horizon`` = T, by one pass over the inputs.
+
+    With s = T − t ∈ [0, S] and x_j = T − τ_j, V(T − s) = α (S − s) + Σ_j J_j (x_j − s)^+.
+    Split at s = σ.  On [0, σ] the inputs with x_j ≥ σ add the line J_j (x_j − s); of the
+    later ones the excitatory add convex terms and the inhibitory at most 0, so the maximum is
+    at an end:  s = 0: α S + Σ_{x≥σ} J x + Σ_{x<σ} J⁺ x;  s = σ: α (S − σ) + Σ_{x≥σ} J (x − σ).
+    On [σ, S] the later inputs have not arrived; of the earlier ones the inhibitory are at
+    most μ J_j (x_j − s) for any μ ∈ [0, 1] (convex again):  s = σ: α (S − σ) + Σ⁺ − μ Σ⁻,
+    s = S: μ Σ_{x≥σ} |J⁻| (S − x), Σ^± = Σ_{x≥σ} |J^±| (x − σ), μ balancing both.  The
+    potential of these neurons peaks at T (where the closed form already says V < ϑ), which
+    the split at a small σ keeps almost tight.  Two splits, σ = S/16 and S/4; a margin covers
+    the round-off of the sums.
+    """
+    S = horizon - t_start
+    for sigma in (S / 16.0, S / 4.0):
+        lin = 0.0  # Σ_{x≥σ} J (x − σ)
+        lin_w = 0.0  # Σ_{x≥σ} J
+        late_pos = 0.0  # Σ_{x<σ} J⁺ x
+        e_pos = 0.0
+        e_neg = 0.0
+        e_far = 0.0
+        size = 0.0
+        for j in range(row.shape[0]):
+            w = wrow[j]
+            x = horizon - row[j]
+            size += abs(w) * S
+            if x >= sigma:
+                lin += w * (x - sigma)
+                lin_w += w
+                if w > 0.0:
+                    e_pos += w * (x - sigma)
+                else:
+                    e_neg -= w * (x - sigma)
+                    e_far -= w * (S - x)
+            elif w > 0.0:
+                late_pos += w * x
+        margin = 1e-9 * max(abs(th), 1.0) + 1e-12 * size
+        limit = th - margin
+        near_end = a * S + lin + sigma * lin_w + late_pos
+        split = a * (S - sigma)
+        if near_end >= limit or split + lin >= limit:
+            continue
+        mu = min(max((split + e_pos) / (e_neg + e_far), 0.0), 1.0) if e_neg + e_far > 0.0 else 0.0
+        if split + e_pos - mu * e_neg < limit and mu * e_far < limit:
+            return True
+    return False
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
@@ -106,50 +153,48 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: 
     (ϑ + α t_start + D_m) / (α + C_m), the closed form of DESIGN §2.  +inf where V never
     reaches ϑ.
 
-    Only inputs before ``horizon`` are sorted and walked (each field once): a caller that
-    knows no input comes after it (every input in its window, horizon = t_min^(n)) saves the
-    inputs at the horizon itself, the zeros.  Without a crossing by then, the remaining
-    inputs have all arrived and the crossing is on the last line, from the sums over all.
+    A finite ``horizon`` says that no input comes later, except at it (every input in its
+    window, horizon = t_min^(n)), and asks only for crossings before it: NaN marks the
+    neurons without one, whose crossing is then the closed form after all inputs, which the
+    caller has.  A neuron :func:`_stays_below` certifies skips the walk; the others sort and
+    walk only the inputs before the horizon (each field once).
     """
-    U, F = times.shape
+    U = times.shape[0]
     out = np.empty(chans.shape[0])
     for u in prange(U):
         row = times[u]
-        early = np.nonzero(row < horizon)[0]
-        order = early[np.argsort(row[early])]
-        n = order.shape[0]
+        order = np.empty(0, np.int64)
+        sorted_ = False
         for k in range(starts[u], starts[u + 1]):
             c, a, th = chans[k], alpha[k], theta[k]
-            cum_w = 0.0
-            cum_wt = 0.0
-            start = t_start
-            result = np.nan
-            for m in range(n + 1):
-                end = row[order[m]] if m < n else horizon
-                v = a * (start - t_start) + start * cum_w - cum_wt
-                if v >= th:
-                    result = start
-                    break
-                slope = a + cum_w
-                if slope > 0.0:
-                    cand = (th + a * t_start + cum_wt) / slope
-                    if cand <= end:
-                        result = cand
-                        break
-                if m < n:
-                    w = JT[c, order[m]]
-                    cum_w += w
-                    cum_wt += w * end
-                    start = end
-            if np.isnan(result):
-                # Past the horizon with every input in: the last line.
+            result = np.nan if horizon < np.inf else np.inf
+            if not (horizon < np.inf and _stays_below(row, JT[c], a, th, t_start, horizon)):
+                if not sorted_:
+                    early = np.nonzero(row < horizon)[0]
+                    order = early[np.argsort(row[early])]
+                    sorted_ = True
                 cum_w = 0.0
                 cum_wt = 0.0
-                for j in range(F):
-                    cum_w += JT[c, j]
-                    cum_wt += JT[c, j] * row[j]
-                slope = a + cum_w
-                result = (th + a * t_start + cum_wt) / slope if slope > 0.0 else np.inf
+                start = t_start
+                n = order.shape[0]
+                for m in range(n + 1):
+                    end = row[order[m]] if m < n else horizon
+                    v = a * (start - t_start) + start * cum_w - cum_wt
+                    if v >= th:
+                        result = start
+                        break
+                    slope = a + cum_w
+                    if slope > 0.0:
+                        cand = (th + a * t_start + cum_wt) / slope
+                        # Before the horizon: a crossing exactly at it is the closed form's.
+                        if cand < end or (cand == end and m < n):
+                            result = cand
+                            break
+                    if m < n:
+                        w = JT[c, order[m]]
+                        cum_w += w
+                        cum_wt += w * end
+                        start = end
             out[k] = result
     return out
 
@@ -209,7 +254,8 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
 
     Neurons of one sample and position share their receptive field: its input times are
     gathered and sorted once (in blocks of bounded size), and each neuron walks them with its
-    own weights (:func:`_walk`).  ``horizon``: no input comes later than it, except at it.
+    own weights (:func:`_walk`).  With a finite ``horizon`` (no input comes later, except at
+    it) only crossings before it are returned, NaN elsewhere.
     """
     layer = sl.layer
     b, c = index[0], index[-1]
@@ -232,7 +278,7 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
         sel = by_field[lo:hi]
         out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start),
                          float(horizon))
-    return np.minimum(out, sl.t_max)
+    return np.minimum(out, sl.t_max)  # NaN stays NaN
 
 
 def _field_times(sl: SpikingLayer, inputs: list, samples, positions) -> np.ndarray:
@@ -380,16 +426,16 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     if n_left:
         where = tf.where(tf.bitwise.bitwise_and(flags, 8) > 0)
         index = tuple(where.numpy().T)
-        open_ = where
-        if n_left > _REFINE_SHARE * size:
-            open_ = tf.where(layer.refine(tuple(values[s][1] for s in sources), wx, flags))
-        if len(open_):
-            inputs = [np.asarray(t) for t in layer.field_times(tuple(values[s][0] for s in sources))]  # views
-            # Every input is inside its window here: none comes after t_min^(n) (the horizon).
-            solved = sl.t_max - _event_neurons(sl, inputs, tuple(open_.numpy().T), horizon=sl.t_min)
-            n_fallback = len(solved)
-            x = tf.tensor_scatter_nd_update(x, open_, solved)
-            x32 = tf.tensor_scatter_nd_update(x32, open_, tf.cast(solved, tf.float32))
+        inputs = [np.asarray(t) for t in layer.field_times(tuple(values[s][0] for s in sources))]  # views
+        # Every input is inside its window here: none comes after t_min^(n), the horizon.
+        # NaN: no crossing before it, the closed form stands.
+        early = _event_neurons(sl, inputs, index, horizon=sl.t_min)
+        n_fallback = len(early)
+        crossed = ~np.isnan(early)
+        if crossed.any():
+            at, solved = tf.boolean_mask(where, crossed), sl.t_max - early[crossed]
+            x = tf.tensor_scatter_nd_update(x, at, solved)
+            x32 = tf.tensor_scatter_nd_update(x32, at, tf.cast(solved, tf.float32))
         # Count the neurons the compiled certificate left, with their final spikes.
         x_left = tf.gather_nd(x, where).numpy()
         bias = np.broadcast_to(sl.layer.bias, sl.layer.output_shape)[index[1:]]
