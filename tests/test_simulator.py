@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import exactsnn
+from exactsnn import simulate as S
 from exactsnn.simulate import first_crossings
 
 keras = pytest.importorskip("keras")
@@ -35,6 +36,77 @@ def test_first_crossings_match_a_brute_force_potential():
             assert got > 6.0 - 1e-5
         else:
             assert abs(got - want) <= 2e-5
+
+
+def _potential_at_inputs(times, weights, alpha, t_start):
+    """V at every input time (where its maximum on [t_start, T] is, V being piecewise linear)."""
+    return alpha * (times - t_start) + (weights[None, :] * np.maximum(times[:, None] - times[None, :], 0.0)).sum(1)
+
+
+def test_the_split_bound_of_the_walk_never_certifies_a_neuron_that_reaches_threshold():
+    rng = np.random.default_rng(5)
+    t_start, horizon = 0.5, 3.0
+    certified = 0
+    for _ in range(3000):
+        f = int(rng.integers(1, 40))
+        # Many inputs at the horizon (value 0), the rest anywhere in the window.
+        times = np.where(rng.uniform(size=f) < 0.4, horizon, rng.uniform(t_start, horizon, f))
+        w = rng.normal(0, 1.0, f) * rng.choice([0.1, 1.0, 10.0])
+        alpha = rng.uniform(0.5, 1.5)
+        v = _potential_at_inputs(np.append(times, horizon), np.append(w, 0.0), alpha, t_start)
+        theta = v.max() * rng.uniform(0.8, 1.3) + rng.uniform(-0.1, 0.1)
+        if S._stays_below(times, w, alpha, theta, t_start, horizon):
+            certified += 1
+            assert v.max() < theta
+    assert certified > 300  # the bound is not vacuous
+
+
+def test_the_walk_with_a_horizon_reports_only_crossings_before_it():
+    rng = np.random.default_rng(6)
+    t_start, horizon = 0.0, 2.0
+    fields = 400
+    times = np.where(rng.uniform(size=(fields, 12)) < 0.3, horizon, rng.uniform(t_start, horizon, (fields, 12)))
+    JT = rng.normal(0, 1.0, (3, 12))
+    chans = rng.integers(0, 3, fields)
+    alpha = rng.uniform(0.5, 1.5, fields)
+    theta = rng.uniform(0.0, 4.0, fields)
+    starts = np.arange(fields + 1)
+    full = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.inf)
+    early = S._walk(times, starts, chans, JT, alpha, theta, t_start, horizon)
+    before = full < horizon
+    assert before.any() and (~before).any()
+    np.testing.assert_allclose(early[before], full[before], rtol=0, atol=1e-12)
+    assert np.all(np.isnan(early[~before]))
+
+
+def test_the_float32_certificate_never_certifies_past_the_exact_bound():
+    """Thresholds from 1e-8 to 1e-2 (relative) on either side of the exact bound: where float32
+    rounding of W⁺x could decide, the margin must keep the neuron uncertified."""
+    import tensorflow as tf
+
+    from exactsnn.fastpath import CompiledLayer
+    from exactsnn.preprocess import AffineLayer
+    from exactsnn.spiking import SpikingLayer
+
+    rng = np.random.default_rng(7)
+    F, C, S = 50, 4000, 1.0
+    W = rng.normal(0, 0.3, (F, C))
+    W -= (W.sum(0) - 0.5) / F  # Σ_j W_ij = 0.5
+    x = rng.uniform(0, S, (1, F)) * (rng.uniform(size=(1, F)) < 0.7)
+    p, wx = x @ np.maximum(W, 0.0), x @ W
+    cm, neg = 1.0 - W.sum(0), np.minimum(W, 0.0).sum(0)
+    a0, n0 = S + p / cm, (wx - p) / cm
+    n1 = n0 - S * neg / cm
+    mu = np.clip(a0 / (n1 - n0), 0.0, 1.0)
+    exact = np.maximum(a0 + mu * n0, mu * n1)[0]  # the tightest bound of this family
+    theta = exact * (1.0 + rng.choice([-1.0, 1.0], C) * 10.0 ** rng.uniform(-8, -2, C))
+    layer = AffineLayer("d", "dense", W, np.zeros(C), (F,))
+    sl = SpikingLayer(layer, 0.0, S, 2 * S, theta, np.ones(C))
+    flags = CompiledLayer(sl).step((tf.constant(x),), (tf.constant(x, tf.float32),))[2].numpy()[0]
+    certified = (flags & 8) == 0
+    assert not np.asarray(CompiledLayer(sl).static).any()
+    assert np.all(exact[certified] < theta[certified])
+    assert certified.any() and (theta > exact).sum() > certified.sum()  # the margin costs a little
 
 
 def _early_crossing_model():
