@@ -120,19 +120,20 @@ class CompiledLayer:
         """Values x = t_max − t of the layer's spikes and what the certificate found.
 
         ``values`` are the sources' (pooled) values, all inside this layer's input window (the
-        caller checks), and ``values32`` the same in float32.  Returns (x, x in float32, flags,
-        W x, counts) where flags hold, per neuron, bit 0: certified and x > 0 (a spike before
-        t_max), bit 1: certified and deviating, bit 2: certified and x beyond the window B_n,
-        bit 3: not certified; counts are the number of neurons with each bit.
+        caller checks), and ``values32`` the same in float32.  Returns (x, x in float32,
+        counts, left, x and ReLU(W x + b) at left) where counts are the numbers of neurons that
+        are certified and spike before t_max, certified and deviate, certified and lie beyond
+        the window B_n, and not certified; ``left`` indexes the last.
         """
         tf = _tf()
         wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, self._inputs(values))])
         p32 = tf.add_n([self._product(g, x, g["w_pos"]) for g, x in zip(self.groups, self._inputs(values32))])
-        x, x32, flags = self.certify(wx, p32)
+        x, x32, flags = self.certify(wx, p32)  # flags: bits 0–2 as counted below, bit 3 = left
         # One histogram pass over the flags; each bit's count sums the bins that have it.
         bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=16, maxlength=16, dtype=tf.int64)
         counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
-        return x, x32, flags, wx, counts
+        left = tf.where(flags >= 8)
+        return x, x32, counts, left, tf.gather_nd(x, left), tf.maximum(tf.gather_nd(wx + self.bias, left), 0.0)
 
     def _certify(self, wx, p32):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer

@@ -409,8 +409,8 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     tensors) and an upper bound of them; ``times(sources)`` gives the sources' spike times as
     NumPy arrays.  Returns (x, x in float32, certified, fallback, deviating, non-zero, upper
     bound of x).  Neurons the compiled certificate leaves go through the event-driven solver
-    (:func:`_event_neurons`); a layer with inputs outside its input window (an upstream deviation) through :func:`layer_spikes`,
-    which then bounds V up to the last input.
+    (:func:`_event_neurons`); a layer with inputs outside its input window (an upstream
+    deviation) through :func:`layer_spikes`, which then bounds V up to the last input.
     """
     tf = ops._tf()
     sources = [g.source for g in sl.layer.groups]
@@ -421,27 +421,27 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
         x = tf.constant(sl.t_max - spikes)
         return x, tf.cast(x, tf.float32), cert, fall, deviating, int((x > tol).numpy().sum()), float(tf.reduce_max(x))
     layer = compiled(sl)
-    x, x32, flags, wx, counts = layer.step(tuple(values[s][0] for s in sources), tuple(values[s][1] for s in sources))
+    x, x32, counts, where, x_left, ideal = layer.step(
+        tuple(values[s][0] for s in sources), tuple(values[s][1] for s in sources)
+    )
     nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
     bound, n_fallback = (np.inf if beyond else sl.window), 0
     size = int(np.prod(x.shape))
     if n_left:
-        where = tf.where(tf.bitwise.bitwise_and(flags, 8) > 0)
-        index = tuple(where.numpy().T)
         inputs = [np.asarray(t) for t in layer.field_times(tuple(values[s][0] for s in sources))]  # views
         # Every input is inside its window here: none comes after t_min^(n), the horizon.
         # NaN: no crossing before it, the closed form stands.
-        early = _event_neurons(sl, inputs, index, horizon=sl.t_min)
+        early = _event_neurons(sl, inputs, tuple(where.numpy().T), horizon=sl.t_min)
         n_fallback = len(early)
         crossed = ~np.isnan(early)
+        x_left = x_left.numpy()
         if crossed.any():
             at, solved = tf.boolean_mask(where, crossed), sl.t_max - early[crossed]
             x = tf.tensor_scatter_nd_update(x, at, solved)
             x32 = tf.tensor_scatter_nd_update(x32, at, tf.cast(solved, tf.float32))
+            x_left[crossed] = solved
         # Count the neurons the compiled certificate left, with their final spikes.
-        x_left = tf.gather_nd(x, where).numpy()
-        bias = np.broadcast_to(sl.layer.bias, sl.layer.output_shape)[index[1:]]
-        ideal = np.maximum(tf.gather_nd(wx, where).numpy() + bias, 0.0)
+        ideal = ideal.numpy()
         deviating += int(((np.abs(x_left - ideal) > tol) | (x_left > sl.window + tol)).sum())
         nonzero += int((x_left > tol).sum())
         if np.any(x_left > sl.window):
