@@ -183,18 +183,24 @@ class CompiledLayer:
             out.append(self.sl.t_min - x)
         return out
 
-    def _pool(self, x):
+    def _pool(self, values: tuple):
         """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
-        latest (min) where −.  Rounding to float32 is monotone, so it commutes with pooling."""
+        latest (min) where −; for each of ``values`` (float64 and float32: rounding is
+        monotone, so it commutes with pooling)."""
         tf = _tf()
-        for pool in self.sl.layer.pools:
-            top, bottom, left, right = pool.pads
-            if top or bottom or left or right:
-                x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-            ksize, st, pad = [1, *pool.size, 1], [1, *pool.strides, 1], pool.padding.upper()
-            up = tf.nn.max_pool2d(x, ksize, st, pad)
-            x = up if np.all(pool.sign > 0) else tf.where(tf.constant(pool.sign > 0), up, -tf.nn.max_pool2d(-x, ksize, st, pad))
-        return x
+        out = []
+        for x in values:
+            for pool in self.sl.layer.pools:
+                top, bottom, left, right = pool.pads
+                if top or bottom or left or right:
+                    x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
+                ksize, st, pad = [1, *pool.size, 1], [1, *pool.strides, 1], pool.padding.upper()
+                up = tf.nn.max_pool2d(x, ksize, st, pad)
+                if not np.all(pool.sign > 0):
+                    up = tf.where(tf.constant(pool.sign > 0), up, -tf.nn.max_pool2d(-x, ksize, st, pad))
+                x = up
+            out.append(x)
+        return tuple(out)
 
 
 def compiled(sl: SpikingLayer) -> CompiledLayer:

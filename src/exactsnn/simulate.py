@@ -286,8 +286,9 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
 def _field_times(sl: SpikingLayer, inputs: list, samples, positions) -> np.ndarray:
     """Receptive-field input times (K, F) of neurons at (sample, position), all synapse groups
     in the order of :attr:`SpikingLayer.synapse_weights_by_channel`, clamped at t_start."""
-    times = np.concatenate([_patches(g, tp, samples, positions) for g, tp in zip(sl.layer.groups, inputs)], axis=1)
-    return np.maximum(times, sl.t_start)
+    parts = [_patches(g, tp, samples, positions) for g, tp in zip(sl.layer.groups, inputs)]
+    times = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)  # fresh arrays either way
+    return np.maximum(times, sl.t_start, out=times)
 
 
 # --------------------------------------------------------------------------- one layer
@@ -576,8 +577,9 @@ def simulate(
             if record:
                 recorded[n].append(spikes)
             if compiled_path:
-                pool = compiled(sl).pool
-                state[n] = (pool(values_out), pool(values32), bound) if sl.layer.pools else (values_out, values32, bound)
+                if sl.layer.pools:
+                    values_out, values32 = compiled(sl).pool((values_out, values32))
+                state[n] = (values_out, values32, bound)
                 for src in [s for s, user in last_use.items() if user == n]:
                     state.pop(src, None)
                 continue
