@@ -537,8 +537,11 @@ def simulate(
                 h = np.asarray(pool.on_values(h))
             values = {-1: h}
         if compiled_path:
-            x0 = ops._tf().constant(1.0 - t)
-            state = {-1: (x0, ops._tf().cast(x0, "float32"), float(np.max(1.0 - t, initial=0.0)) if np.all(t <= 1.0) else np.inf)}
+            x0 = 1.0 - t
+            # An input after t_min^(1) (a raw value below the input range) takes the NumPy path.
+            bound = float(x0.max(initial=0.0)) if np.all(x0 >= 0.0) else np.inf
+            x0 = ops._tf().constant(x0)
+            state = {-1: (x0, ops._tf().cast(x0, "float32"), bound)}
             times = _TimesOf(state, t_maxes)
         for n, sl in enumerate(hidden):
             tol = 1e-9 * max(1.0, abs(sl.t_max))
@@ -580,14 +583,12 @@ def simulate(
                 if sl.layer.pools:
                     values_out, values32 = compiled(sl).pool((values_out, values32))
                 state[n] = (values_out, values32, bound)
-                for src in [s for s, user in last_use.items() if user == n]:
-                    state.pop(src, None)
-                continue
-            for pool in sl.layer.pools:
-                spikes = np.asarray(pool.on_times(spikes, sl.t_max))
-            times[n] = spikes
+            else:
+                for pool in sl.layer.pools:
+                    spikes = np.asarray(pool.on_times(spikes, sl.t_max))
+                times[n] = spikes
             for src in [s for s, user in last_use.items() if user == n]:
-                times.pop(src, None)
+                (state if compiled_path else times).pop(src, None)
         inputs = padded_inputs(net.output, times)
         if b1:
             events += synaptic_events(net.output, times)
