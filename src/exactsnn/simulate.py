@@ -101,11 +101,11 @@ def _stays_below(row, wrow, a, th, t_start, horizon):  # pragma: no cover - comp
     most μ J_j (x_j − s) for any μ ∈ [0, 1] (convex again):  s = σ: α (S − σ) + Σ⁺ − μ Σ⁻,
     s = S: μ Σ_{x≥σ} |J⁻| (S − x), Σ^± = Σ_{x≥σ} |J^±| (x − σ), μ balancing both.  The
     potential of these neurons peaks at T (where the closed form already says V < ϑ), which
-    the split at a small σ keeps almost tight.  Two splits, σ = S/16 and S/4; a margin covers
+    the split at a small σ keeps almost tight.  Four splits, σ = S/64 … S/2; a margin covers
     the round-off of the sums (summed in any order, so that the loop vectorises).
     """
     S = horizon - t_start
-    for sigma in (S / 16.0, S / 4.0):
+    for sigma in (S / 64.0, S / 16.0, S / 4.0, S / 2.0):
         lin = 0.0  # Σ_{x≥σ} J (x − σ)
         lin_w = 0.0  # Σ_{x≥σ} J
         late_pos = 0.0  # Σ_{x<σ} J⁺ x
