@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import ops
 from .spiking import SpikingLayer
 
 _U32 = 2.0 ** -24
@@ -106,15 +107,8 @@ class CompiledLayer:
 
     @staticmethod
     def _product(g, x, w):
-        tf = _tf()
         geo = g["group"]
-        if geo.kind == "dense":
-            return tf.matmul(x, w)
-        top, bottom, left, right = geo.pads
-        return tf.nn.conv2d(
-            x, w, strides=[1, *geo.strides, 1], padding=[[0, 0], [top, bottom], [left, right], [0, 0]],
-            dilations=[1, *geo.dilation, 1],
-        )
+        return ops.linear(x, w, geo.kind, geo.strides, geo.dilation, geo.pads)
 
     def _step(self, values: tuple, values32: tuple):
         """Values x = t_max − t of the layer's spikes and what the certificate found.

@@ -56,6 +56,25 @@ def conv2d(x, kernel: np.ndarray, strides, dilation):
     )
 
 
+def linear(x, kernel, kind: str, strides=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), used=None):
+    """Σ_j W_ij x_j of one layer in TensorFlow (tensors in, a tensor out).
+
+    Dense: on the flattened input.  Conv: on the input cropped to ``used`` rows/columns, with
+    zeros at the ``pads`` (top, bottom, left, right) given to the convolution as explicit
+    padding, so no padded copy of the input is made.
+    """
+    tf = _tf()
+    if kind == "dense":
+        return tf.matmul(tf.reshape(x, [tf.shape(x)[0], -1]), kernel)
+    if used is not None and tuple(used) != tuple(x.shape[1:3]):
+        x = x[:, : used[0], : used[1], :]
+    top, bottom, left, right = pads
+    return tf.nn.conv2d(
+        x, kernel, strides=[1, strides[0], strides[1], 1], padding=[[0, 0], [top, bottom], [left, right], [0, 0]],
+        dilations=[1, dilation[0], dilation[1], 1],
+    )
+
+
 def signed_max_pool(x, size, strides, padding: str, sign: np.ndarray):
     """Max pooling per channel where ``sign`` > 0 and min pooling where ``sign`` < 0.
 

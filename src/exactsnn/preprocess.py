@@ -237,25 +237,34 @@ class PreprocessedNetwork:
         return last
 
     def batches(self, x, batch_size: int = 512):
-        """Per batch of ``x``: (logits, [ReLU output of every hidden layer]) in float64."""
+        """Per batch of ``x``: (logits, [ReLU output of every hidden layer]) in float64.
+
+        Activations stay TensorFlow tensors from layer to layer (:func:`exactsnn.ops.linear`);
+        what is yielded are NumPy views of them."""
+        tf = ops._tf()
         last = self.last_use()
+        kernels = [[tf.constant(g.weight if g.kind == "conv" else g.weight.reshape(-1, g.channels)) for g in l.groups]
+                   for l in self.layers]
         for start in range(0, len(x), batch_size):
             h = self.normalise(x[start : start + batch_size])
             for pool in self.input_pools:
                 h = pool.on_values(h)
-            outputs, acts = {-1: np.asarray(h)}, []
+            outputs, acts = {-1: tf.convert_to_tensor(h, tf.float64)}, []
             for k, layer in enumerate(self.layers):
-                z = layer.apply_groups(outputs)
+                z = tf.add_n([
+                    ops.linear(outputs[g.source], w, g.kind, g.strides, g.dilation, g.pads, g.used)
+                    for g, w in zip(layer.groups, kernels[k])
+                ]) + layer.bias
                 for src in [s for s, user in last.items() if user == k]:
                     outputs.pop(src, None)
                 if not layer.relu:
-                    yield z.reshape(len(z), -1), acts
+                    yield np.asarray(z).reshape(len(z), -1), acts
                     break
-                z = np.maximum(z, 0.0)
-                acts.append(z)
+                z = tf.maximum(z, 0.0)
+                acts.append(np.asarray(z))
                 for pool in layer.pools:
                     z = pool.on_values(z)
-                outputs[k] = np.asarray(z)
+                outputs[k] = tf.convert_to_tensor(z, tf.float64)
 
     def forward(self, x, return_hidden: bool = False, batch_size: int = 512):
         """Float64 logits of the scaled ReLU network; optionally every hidden layer's ReLU output
