@@ -59,13 +59,13 @@ class CompiledLayer:
         c = layer.channels
         self.groups = []
         fan_in, max_pos = 0, 0.0
-        for g, delay in zip(layer.groups, sl.group_delays()):
+        for g in layer.groups:
             pos = np.maximum(g.weight, 0.0)
             fan_in += int(np.prod(g.weight.shape[:-1]))
             max_pos = max(max_pos, float(pos.max(initial=0.0)))
             w = g.weight if g.kind == "conv" else g.weight.reshape(-1, c)
             self.groups.append(dict(
-                group=g, delay=float(delay),
+                group=g,
                 w=tf.constant(w, tf.float64),
                 w_pos=tf.constant(np.maximum(w, 0.0), tf.float32),
             ))
@@ -127,7 +127,9 @@ class CompiledLayer:
         bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=16, maxlength=16, dtype=tf.int64)
         counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
         left = tf.where(flags >= 8)
-        return x, x32, counts, left, tf.gather_nd(x, left), tf.maximum(tf.gather_nd(wx + self.bias, left), 0.0)
+        # ReLU(W x + b) of the few neurons left only: gather first, no pass over the layer.
+        ideal = tf.maximum(tf.gather_nd(wx, left) + tf.gather_nd(self.bias, left[:, 1:]), 0.0)
+        return x, x32, counts, left, tf.gather_nd(x, left), ideal
 
     def _certify(self, wx, p32):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer

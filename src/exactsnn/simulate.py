@@ -407,8 +407,8 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     """One hidden α-model layer on the compiled fast path (:mod:`exactsnn.fastpath`).
 
     ``values`` maps layer index to its pooled values x = t_max − t (float64 and float32
-    tensors) and an upper bound of them; ``times(sources)`` gives the sources' spike times as
-    NumPy arrays.  Returns (x, x in float32, certified, fallback, deviating, non-zero, upper
+    tensors) and an upper bound of them; ``times[source]`` gives a source's spike times as a
+    NumPy array.  Returns (x, x in float32, certified, fallback, deviating, non-zero, upper
     bound of x).  Neurons the compiled certificate leaves go through the event-driven solver
     (:func:`_event_neurons`); a layer with inputs outside its input window (an upstream
     deviation) through :func:`layer_spikes`, which then bounds V up to the last input.
@@ -417,10 +417,10 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     sources = [g.source for g in sl.layer.groups]
     tol = 1e-9 * max(1.0, abs(sl.t_max))
     if max(values[s][2] for s in sources) > sl.t_min - sl.t_start:
-        spikes, ideal, cert, fall = layer_spikes(sl, padded_inputs(sl, times(sources)), "fast", noisy_inputs=True)
+        spikes, ideal, cert, fall = layer_spikes(sl, padded_inputs(sl, times), "fast", noisy_inputs=True)
         deviating = int(((np.abs(spikes - ideal) > tol) | (spikes < sl.t_min - tol)).sum())
-        x = tf.constant(sl.t_max - spikes)
-        return x, tf.cast(x, tf.float32), cert, fall, deviating, int((x > tol).numpy().sum()), float(tf.reduce_max(x))
+        x = sl.t_max - spikes
+        return tf.constant(x), tf.constant(x, tf.float32), cert, fall, deviating, int((x > tol).sum()), float(x.max())
     layer = compiled(sl)
     x, x32, counts, where, x_left, ideal = layer.step(
         tuple(values[s][0] for s in sources), tuple(values[s][1] for s in sources)
@@ -618,9 +618,6 @@ class _TimesOf:
 
     def __getitem__(self, source: int) -> np.ndarray:
         return self.t_maxes[source] - np.asarray(self.state[source][0])
-
-    def __call__(self, sources) -> dict:
-        return {s: self[s] for s in sources}
 
 
 def _noise(rngs, shape, sigma) -> np.ndarray:
