@@ -2,7 +2,7 @@
 
 :func:`exactsnn.simulate.simulate` runs every hidden layer of a noise-free α-model network
 through :class:`CompiledLayer`.  Between layers it carries the values x = t_max − t of the
-spikes (float64, plus a float32 copy for the certificate) as TensorFlow tensors: an input
+spikes (float64) as TensorFlow tensors: an input
 spike at t_j reaches layer n as x_j = t_min^(n) − t_j, delayed skips included.  Each layer is
 one traced graph of
 
@@ -87,7 +87,6 @@ class CompiledLayer:
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, reduce_retracing=True, autograph=False)
-        self.field_times = tf.function(self._field_times, reduce_retracing=True, autograph=False)
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
@@ -110,26 +109,27 @@ class CompiledLayer:
         geo = g["group"]
         return ops.linear(x, w, geo.kind, geo.strides, geo.dilation, geo.pads)
 
-    def _step(self, values: tuple, values32: tuple):
+    def _step(self, values: tuple):
         """Values x = t_max − t of the layer's spikes and what the certificate found.
 
         ``values`` are the sources' (pooled) values, all inside this layer's input window (the
-        caller checks), and ``values32`` the same in float32.  Returns (x, x in float32,
-        counts, left, x and ReLU(W x + b) at left) where counts are the numbers of neurons that
-        are certified and spike before t_max, certified and deviate, certified and lie beyond
-        the window B_n, and not certified; ``left`` indexes the last.
+        caller checks).  Returns (x, counts, left, x and ReLU(W x + b) at left) where counts
+        are the numbers of neurons that are certified and spike before t_max, certified and
+        deviate, certified and lie beyond the window B_n, and not certified; ``left`` indexes
+        the last.
         """
         tf = _tf()
-        wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, self._inputs(values))])
-        p32 = tf.add_n([self._product(g, x, g["w_pos"]) for g, x in zip(self.groups, self._inputs(values32))])
-        x, x32, flags = self.certify(wx, p32)  # flags: bits 0–2 as counted below, bit 3 = left
+        xs = self._inputs(values)
+        wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, xs)])
+        p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), g["w_pos"]) for g, x in zip(self.groups, xs)])
+        x, flags = self.certify(wx, p32)  # flags: bits 0–2 as counted below, bit 3 = left
         # One histogram pass over the flags; each bit's count sums the bins that have it.
         bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=16, maxlength=16, dtype=tf.int64)
         counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
         left = tf.where(flags >= 8)
         # ReLU(W x + b) of the few neurons left only: gather first, no pass over the layer.
         ideal = tf.maximum(tf.gather_nd(wx, left) + tf.gather_nd(self.bias, left[:, 1:]), 0.0)
-        return x, x32, counts, left, tf.gather_nd(x, left), ideal
+        return x, counts, left, tf.gather_nd(x, left), ideal
 
     def _certify(self, wx, p32):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer
@@ -165,43 +165,55 @@ class CompiledLayer:
             bit(certified & (x > self.tol), 0) | bit(certified & deviating, 1)
             | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
         )
-        return x, tf.cast(x, tf.float32), flags
+        return x, flags
 
-    def _field_times(self, values: tuple) -> list:
-        """Input spike times per synapse group as the event-driven solver reads them:
-        t = t_min^(n) − x (delays included, see :meth:`_inputs`), padded taps at t_min^(n)."""
+    def _pool(self, x):
+        """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
+        latest (min) where −."""
         tf = _tf()
-        out = []
-        for g, x in zip(self.groups, self._inputs(values)):
-            top, bottom, left, right = g["group"].pads
+        for pool in self.sl.layer.pools:
+            top, bottom, left, right = pool.pads
             if top or bottom or left or right:
                 x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-            out.append(self.sl.t_min - x)
-        return out
+            ksize, st, pad = [1, *pool.size, 1], [1, *pool.strides, 1], pool.padding.upper()
+            up = tf.nn.max_pool2d(x, ksize, st, pad)
+            if not np.all(pool.sign > 0):
+                up = tf.where(tf.constant(pool.sign > 0), up, -tf.nn.max_pool2d(-x, ksize, st, pad))
+            x = up
+        return x
 
-    def _pool(self, values: tuple):
-        """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
-        latest (min) where −; for each of ``values`` (float64 and float32: rounding is
-        monotone, so it commutes with pooling)."""
+
+class CompiledReadout:
+    """The read-out layer's potential at t_min^(L) from the compiled path's values (see
+    :func:`exactsnn.simulate.readout`): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij x̃_j with
+    x̃_j = clip(x_j, 0, S), what an input contributes when it arrives inside the window."""
+
+    def __init__(self, sl: SpikingLayer):
         tf = _tf()
-        out = []
-        for x in values:
-            for pool in self.sl.layer.pools:
-                top, bottom, left, right = pool.pads
-                if top or bottom or left or right:
-                    x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-                ksize, st, pad = [1, *pool.size, 1], [1, *pool.strides, 1], pool.padding.upper()
-                up = tf.nn.max_pool2d(x, ksize, st, pad)
-                if not np.all(pool.sign > 0):
-                    up = tf.where(tf.constant(pool.sign > 0), up, -tf.nn.max_pool2d(-x, ksize, st, pad))
-                x = up
-            out.append(x)
-        return tuple(out)
+        layer = sl.layer
+        self.sl = sl
+        self.groups = [
+            dict(group=g, w=tf.constant(g.weight if g.kind == "conv" else g.weight.reshape(-1, layer.channels), tf.float64))
+            for g in layer.groups
+        ]
+        width = sl.t_min - sl.t_start
+        self.base = tf.constant(np.broadcast_to(sl.alpha * width, layer.output_shape), tf.float64)
+        self.logits = tf.function(self._logits, reduce_retracing=True, autograph=False)
+
+    _inputs = CompiledLayer._inputs
+
+    def _logits(self, values: tuple):
+        tf = _tf()
+        width = self.sl.t_min - self.sl.t_start
+        xs = [tf.clip_by_value(x, 0.0, width) for x in self._inputs(values)]
+        v = self.base + tf.add_n([CompiledLayer._product(g, x, g["w"]) for g, x in zip(self.groups, xs)])
+        return tf.reshape(v, [tf.shape(v)[0], -1])
 
 
-def compiled(sl: SpikingLayer) -> CompiledLayer:
-    """The layer's :class:`CompiledLayer`, built on first use and kept with the layer."""
+def compiled(sl: SpikingLayer):
+    """The layer's :class:`CompiledLayer` (hidden) or :class:`CompiledReadout`, built on first
+    use and kept with the layer."""
     cache = sl.__dict__
     if "_compiled" not in cache:
-        cache["_compiled"] = CompiledLayer(sl)
+        cache["_compiled"] = CompiledLayer(sl) if sl.hidden else CompiledReadout(sl)
     return cache["_compiled"]

@@ -141,6 +141,83 @@ def _stays_below(row, wrow, a, th, t_start, horizon):  # pragma: no cover - comp
     return False
 
 
+_BINS = 32  # bins of the window for :func:`_bins_below`
+
+
+@njit(cache=True, nogil=True)
+def _bin_inputs(row, t_start, horizon, order, bounds, edges):  # pragma: no cover - compiled
+    """Counting sort of the inputs before ``horizon`` into the bins of :func:`_bins_below`:
+    edges[k] = k S / K (relative to t_start); bin k's inputs are order[bounds[k]:bounds[k+1]].
+    Membership follows the computed edges exactly (τ − t_start ∈ [edges[k], edges[k+1]))."""
+    K = edges.shape[0] - 1
+    S = horizon - t_start
+    for k in range(K):
+        edges[k] = S * k / K
+    edges[K] = S
+    n = row.shape[0]
+    index = np.empty(n, np.int64)
+    counts = np.zeros(K + 1, np.int64)
+    for j in range(n):
+        index[j] = -1
+        if row[j] < horizon:
+            u = row[j] - t_start
+            k = min(int(u * K / S), K - 1)
+            while k > 0 and u < edges[k]:
+                k -= 1
+            while k < K - 1 and u >= edges[k + 1]:
+                k += 1
+            index[j] = k
+            counts[k + 1] += 1
+    for k in range(K):
+        counts[k + 1] += counts[k]
+    bounds[:] = counts
+    for j in range(n):
+        k = index[j]
+        if k >= 0:
+            order[counts[k]] = j
+            counts[k] += 1
+
+
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _bins_below(row, wrow, a, th, t_start, order, bounds, edges):  # pragma: no cover - compiled
+    """True if V provably stays below ϑ up to the horizon, bin by bin (:func:`_bin_inputs`).
+
+    With u = t − t_start on bin k = [e_k, e_{k+1}], the inputs of earlier bins add the line
+    C_k u − D_k (C_k = Σ J_j, D_k = Σ J_j u_j over them), so with α u it is largest at an
+    end; an input of the bin adds J_j (u − u_j)^+ ≤ J⁺_j (e_{k+1} − u_j):
+        max_u V ≤ max((α + C_k) e_k, (α + C_k) e_{k+1}) − D_k + Σ_bin J⁺_j (e_{k+1} − u_j).
+    Tight up to the excitation inside one bin: it certifies the neurons whose potential
+    peaks well inside the window, where the split bound (:func:`_stays_below`) is loose,
+    at the cost of a counting sort per receptive field instead of a sort.  The margin covers
+    the round-off of the sums as in :func:`_stays_below`.
+    """
+    K = edges.shape[0] - 1
+    size = 0.0
+    for j in range(row.shape[0]):
+        size += abs(wrow[j])
+    margin = 1e-9 * max(abs(th), 1.0) + 8.0 * (row.shape[0] + 2) * 2.3e-16 * size * edges[K]
+    limit = th - margin
+    C = 0.0
+    D = 0.0
+    for k in range(K):
+        cw = 0.0
+        cwt = 0.0
+        reach = 0.0
+        end = edges[k + 1]
+        for m in range(bounds[k], bounds[k + 1]):
+            j = order[m]
+            w = wrow[j]
+            u = row[j] - t_start
+            cw += w
+            cwt += w * u
+            reach += max(w, 0.0) * (end - u)
+        if max((a + C) * edges[k], (a + C) * end) - D + reach >= limit:
+            return False
+        C += cw
+        D += cwt
+    return True
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
@@ -158,8 +235,8 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: 
     A finite ``horizon`` says that no input comes later, except at it (every input in its
     window, horizon = t_min^(n)), and asks only for crossings before it: NaN marks the
     neurons without one, whose crossing is then the closed form after all inputs, which the
-    caller has.  A neuron :func:`_stays_below` certifies skips the walk; the others sort and
-    walk only the inputs before the horizon (each field once).
+    caller has.  A neuron :func:`_stays_below` or then :func:`_bins_below` certifies skips
+    the walk; the others sort and walk only the inputs before the horizon (each field once).
     """
     U = times.shape[0]
     out = np.empty(chans.shape[0])
@@ -167,10 +244,23 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: 
         row = times[u]
         order = np.empty(0, np.int64)
         sorted_ = False
+        binned = np.empty(0, np.int64)  # allocated when a neuron of the field needs the bins
+        bounds = np.empty(0, np.int64)
+        edges = np.empty(0)
         for k in range(starts[u], starts[u + 1]):
             c, a, th = chans[k], alpha[k], theta[k]
             result = np.nan if horizon < np.inf else np.inf
-            if not (horizon < np.inf and _stays_below(row, JT[c], a, th, t_start, horizon)):
+            certified = False
+            if horizon < np.inf:
+                certified = _stays_below(row, JT[c], a, th, t_start, horizon)
+                if not certified:
+                    if edges.shape[0] == 0:
+                        binned = np.empty(row.shape[0], np.int64)
+                        bounds = np.empty(_BINS + 1, np.int64)
+                        edges = np.empty(_BINS + 1)
+                        _bin_inputs(row, t_start, horizon, binned, bounds, edges)
+                    certified = _bins_below(row, JT[c], a, th, t_start, binned, bounds, edges)
+            if not certified:
                 if not sorted_:
                     early = np.nonzero(row < horizon)[0]
                     order = early[np.argsort(row[early])]
@@ -215,20 +305,34 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     return out.reshape(P, C)
 
 
-def _patch_index(layer, positions):
-    """Row and column indices of the receptive fields of conv output ``positions`` (K, 2)."""
-    kh, kw = layer.weight.shape[:2]
-    rows = positions[:, 0:1] * layer.strides[0] + np.arange(kh)[None, :] * layer.dilation[0]
-    cols = positions[:, 1:2] * layer.strides[1] + np.arange(kw)[None, :] * layer.dilation[1]
-    return rows[:, :, None], cols[:, None, :]
+@njit(cache=True, nogil=True, parallel=True)
+def _gather(src, samples, rows, cols, geometry, scale, offset, pad_time, t_start, out, col0):  # pragma: no cover - compiled
+    """Input times of receptive fields into out[:, col0:], one synapse group.
 
-
-def _patches(group, tp: np.ndarray, samples, positions) -> np.ndarray:
-    """Input times of the receptive fields: (K, F) for K (sample, position) pairs."""
-    if group.kind == "dense":
-        return tp[samples]
-    rows, cols = _patch_index(group, positions)
-    return tp[samples[:, None, None], rows, cols, :].reshape(len(samples), -1)
+    src (B, H, W, C) holds the group's inputs as times (scale 1, offset 0) or as values x
+    (t = offset + scale x with offset t_min^(n), scale −1); field u is output position
+    (rows[u], cols[u]) of sample samples[u].  geometry = (kh, kw, stride h, stride w,
+    dilation h, dilation w, pad top, pad left, used H, used W): taps outside the used input
+    are padding and spike at ``pad_time``.  Times are clamped at t_start (an earlier input
+    acts as if it arrived at t_start), in the synapse order (row, column, channel) of J.
+    """
+    kh, kw, sh, sw, dh, dw, top, left, H, W = geometry
+    C = src.shape[3]
+    for u in prange(samples.shape[0]):
+        b = samples[u]
+        k = col0
+        for i in range(kh):
+            r = rows[u] * sh + i * dh - top
+            for j in range(kw):
+                c = cols[u] * sw + j * dw - left
+                if 0 <= r < H and 0 <= c < W:
+                    for ch in range(C):
+                        out[u, k] = max(offset + scale * src[b, r, c, ch], t_start)
+                        k += 1
+                else:
+                    for ch in range(C):
+                        out[u, k] = max(pad_time, t_start)
+                        k += 1
 
 
 def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
@@ -251,13 +355,16 @@ def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
     return out
 
 
-def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float = np.inf) -> np.ndarray:
+def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float = np.inf,
+                   values: bool = False) -> np.ndarray:
     """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel).
 
+    ``inputs`` per synapse group: padded input times (as :func:`padded_inputs` gives them), or
+    with ``values`` the sources' values x = t_min^(n) − t, unpadded (the compiled path's).
     Neurons of one sample and position share their receptive field: its input times are
-    gathered and sorted once (in blocks of bounded size), and each neuron walks them with its
-    own weights (:func:`_walk`).  With a finite ``horizon`` (no input comes later, except at
-    it) only crossings before it are returned, NaN elsewhere.
+    gathered (:func:`_gather`) and sorted once, in blocks of bounded size, and each neuron
+    walks them with its own weights (:func:`_walk`).  With a finite ``horizon`` (no input
+    comes later, except at it) only crossings before it are returned, NaN elsewhere.
     """
     layer = sl.layer
     b, c = index[0], index[-1]
@@ -271,11 +378,16 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
     JT = sl.synapse_weights_by_channel
     step = max(1, _CHUNK // JT.shape[1])
     starts = np.searchsorted(inverse[by_field], np.arange(len(fields) + 1))
+    sources = [_gather_source(g, src, sl.t_min, values) for g, src in zip(layer.groups, inputs)]
     out = np.empty(len(b))
     for s in range(0, len(fields), step):
         u = fields[s : s + step]
-        positions = np.stack([(u // wo) % ho, u % wo], 1) if conv else None
-        times = _field_times(sl, inputs, u // (ho * wo), positions)
+        times = np.empty((len(u), JT.shape[1]))
+        samples, rows, cols = u // (ho * wo), (u // wo) % ho, u % wo
+        col = 0
+        for src, geometry, scale, offset in sources:
+            _gather(src, samples, rows, cols, geometry, scale, offset, float(sl.t_min), float(sl.t_start), times, col)
+            col += geometry[0] * geometry[1] * src.shape[3]
         lo, hi = starts[s], starts[min(s + step, len(fields))]
         sel = by_field[lo:hi]
         out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start),
@@ -283,12 +395,19 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
     return np.minimum(out, sl.t_max)  # NaN stays NaN
 
 
-def _field_times(sl: SpikingLayer, inputs: list, samples, positions) -> np.ndarray:
-    """Receptive-field input times (K, F) of neurons at (sample, position), all synapse groups
-    in the order of :attr:`SpikingLayer.synapse_weights_by_channel`, clamped at t_start."""
-    parts = [_patches(g, tp, samples, positions) for g, tp in zip(sl.layer.groups, inputs)]
-    times = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)  # fresh arrays either way
-    return np.maximum(times, sl.t_start, out=times)
+def _gather_source(group, src, t_min: float, values: bool) -> tuple:
+    """(inputs as (B, H, W, C) float64, geometry, scale, offset) of one synapse group for
+    :func:`_gather`; a dense group is a convolution whose kernel covers its whole input."""
+    src = np.ascontiguousarray(src, np.float64)
+    scale, offset = (-1.0, t_min) if values else (1.0, 0.0)
+    if group.kind == "dense":
+        return src.reshape(len(src), 1, 1, -1), (1, 1, 1, 1, 1, 1, 0, 0, 1, 1), scale, offset
+    kh, kw = group.weight.shape[:2]
+    if values:  # unpadded, cropped to ``used`` by the bounds
+        top, left, H, W = group.pads[0], group.pads[2], *group.used
+    else:  # padded and cropped already
+        top, left, H, W = 0, 0, *src.shape[1:3]
+    return src, (kh, kw, *group.strides, *group.dilation, top, left, H, W), scale, offset
 
 
 # --------------------------------------------------------------------------- one layer
@@ -406,40 +525,38 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
 def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     """One hidden α-model layer on the compiled fast path (:mod:`exactsnn.fastpath`).
 
-    ``values`` maps layer index to its pooled values x = t_max − t (float64 and float32
-    tensors) and an upper bound of them; ``times[source]`` gives a source's spike times as a
-    NumPy array.  Returns (x, x in float32, certified, fallback, deviating, non-zero, upper
-    bound of x).  Neurons the compiled certificate leaves go through the event-driven solver
+    ``values`` maps layer index to its pooled values x = t_max − t (a float64 tensor) and an
+    upper bound of them; ``times[source]`` gives a source's spike times as a NumPy array.
+    Returns (x, certified, fallback, deviating, non-zero, upper bound of x).  Neurons the compiled certificate leaves go through the event-driven solver
     (:func:`_event_neurons`); a layer with inputs outside its input window (an upstream
     deviation) through :func:`layer_spikes`, which then bounds V up to the last input.
     """
     tf = ops._tf()
     sources = [g.source for g in sl.layer.groups]
     tol = 1e-9 * max(1.0, abs(sl.t_max))
-    if max(values[s][2] for s in sources) > sl.t_min - sl.t_start:
+    # A delayed skip's bound B_s ≤ B_{n-1} = S holds for the windows as chosen; computed from
+    # the rounded end points they may differ by an ulp, which is no input outside the window.
+    if max(values[s][1] for s in sources) > sl.t_min - sl.t_start + 4.0 * np.spacing(sl.t_min):
         spikes, ideal, cert, fall = layer_spikes(sl, padded_inputs(sl, times), "fast", noisy_inputs=True)
         deviating = int(((np.abs(spikes - ideal) > tol) | (spikes < sl.t_min - tol)).sum())
         x = sl.t_max - spikes
-        return tf.constant(x), tf.constant(x, tf.float32), cert, fall, deviating, int((x > tol).sum()), float(x.max())
+        return tf.constant(x), cert, fall, deviating, int((x > tol).sum()), float(x.max())
     layer = compiled(sl)
-    x, x32, counts, where, x_left, ideal = layer.step(
-        tuple(values[s][0] for s in sources), tuple(values[s][1] for s in sources)
-    )
+    x, counts, where, x_left, ideal = layer.step(tuple(values[s][0] for s in sources))
     nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
     bound, n_fallback = (np.inf if beyond else sl.window), 0
     size = int(np.prod(x.shape))
     if n_left:
-        inputs = [np.asarray(t) for t in layer.field_times(tuple(values[s][0] for s in sources))]  # views
+        inputs = [np.asarray(values[s][0]) for s in sources]  # views
         # Every input is inside its window here: none comes after t_min^(n), the horizon.
         # NaN: no crossing before it, the closed form stands.
-        early = _event_neurons(sl, inputs, tuple(where.numpy().T), horizon=sl.t_min)
+        early = _event_neurons(sl, inputs, tuple(where.numpy().T), horizon=sl.t_min, values=True)
         n_fallback = len(early)
         crossed = ~np.isnan(early)
         x_left = x_left.numpy()
         if crossed.any():
             at, solved = tf.boolean_mask(where, crossed), sl.t_max - early[crossed]
             x = tf.tensor_scatter_nd_update(x, at, solved)
-            x32 = tf.tensor_scatter_nd_update(x32, at, tf.cast(solved, tf.float32))
             x_left[crossed] = solved
         # Count the neurons the compiled certificate left, with their final spikes.
         ideal = ideal.numpy()
@@ -447,7 +564,7 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
         nonzero += int((x_left > tol).sum())
         if np.any(x_left > sl.window):
             bound = np.inf
-    return x, x32, size - n_fallback, n_fallback, deviating, nonzero, bound
+    return x, size - n_fallback, n_fallback, deviating, nonzero, bound
 
 
 def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
@@ -541,12 +658,12 @@ def simulate(
             # An input after t_min^(1) (a raw value below the input range) takes the NumPy path.
             bound = float(x0.max(initial=0.0)) if np.all(x0 >= 0.0) else np.inf
             x0 = ops._tf().constant(x0)
-            state = {-1: (x0, ops._tf().cast(x0, "float32"), bound)}
+            state = {-1: (x0, bound)}
             times = _TimesOf(state, t_maxes)
         for n, sl in enumerate(hidden):
             tol = 1e-9 * max(1.0, abs(sl.t_max))
             if compiled_path:
-                values_out, values32, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times)
+                values_out, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times)
                 certified += cert
                 fallback += fall
                 deviating[n] += dev
@@ -581,14 +698,18 @@ def simulate(
                 recorded[n].append(spikes)
             if compiled_path:
                 if sl.layer.pools:
-                    values_out, values32 = compiled(sl).pool((values_out, values32))
-                state[n] = (values_out, values32, bound)
+                    values_out = compiled(sl).pool(values_out)
+                state[n] = (values_out, bound)
             else:
                 for pool in sl.layer.pools:
                     spikes = np.asarray(pool.on_times(spikes, sl.t_max))
                 times[n] = spikes
             for src in [s for s, user in last_use.items() if user == n]:
                 (state if compiled_path else times).pop(src, None)
+        if compiled_path:
+            out = compiled(net.output)
+            logits.append(out.logits(tuple(state[g.source][0] for g in net.output.layer.groups)).numpy())
+            continue
         inputs = padded_inputs(net.output, times)
         if b1:
             events += synaptic_events(net.output, times)
