@@ -14,7 +14,7 @@ one traced graph of
   in s; for any μ ∈ [0, 1] an inhibitory one is ≤ μ J_ij (x_j − s), so V is below a convex
   majorant whose maximum is at an end of [0, S]:
       V ≤ max( α S + ((1 − μ) W⁺x + μ W x) / (1 − Σ_j W_ij),  μ (W x − W⁺x − S ΣW⁻) / (1 − Σ_j W_ij) ).
-  μ = clip(a0 / (n1 − n0), 0, 1) balances both ends (any μ is a valid bound);
+  any μ is a valid bound; the test of :meth:`CompiledLayer._certify` finds the best one;
 * the only other product, W⁺x, in **float32** (4× cheaper than float64 here) with a rigorous
   error bound: every term is ≥ 0, so the rounding of W⁺ and x to float32 and the float32
   dot product of F terms keep |p₃₂ − W⁺x| ≤ γ_{F+2} W⁺x, γ_k = k u / (1 − k u), u = 2⁻²⁴
@@ -59,13 +59,15 @@ class CompiledLayer:
         c = layer.channels
         self.groups = []
         fan_in, max_pos = 0, 0.0
-        for g in layer.groups:
+        for k, g in enumerate(layer.groups):
             pos = np.maximum(g.weight, 0.0)
             fan_in += int(np.prod(g.weight.shape[:-1]))
             max_pos = max(max_pos, float(pos.max(initial=0.0)))
-            w = g.weight if g.kind == "conv" else g.weight.reshape(-1, c)
+            diagonal = k > 0 and _is_diagonal(g)  # a skip group; the main one is convolved
+            w = np.diagonal(g.weight[0, 0]) if diagonal else g.weight if g.kind == "conv" else g.weight.reshape(-1, c)
             self.groups.append(dict(
                 group=g,
+                diagonal=diagonal,
                 w=tf.constant(w, tf.float64),
                 w_pos=tf.constant(np.maximum(w, 0.0), tf.float32),
             ))
@@ -81,7 +83,9 @@ class CompiledLayer:
         self.alpha = tf.constant(np.broadcast_to(sl.alpha, out), tf.float64)
         self.theta = tf.constant(np.broadcast_to(sl.threshold, out), tf.float64)
         self.one_minus = tf.constant(one_minus, tf.float64)
-        self.neg_sum = tf.constant(neg_sum, tf.float64)
+        self.inv_one_minus = tf.constant(1.0 / one_minus, tf.float64)
+        self.alpha_S = tf.constant(np.broadcast_to(sl.alpha * width, out), tf.float64)
+        self.S_neg = tf.constant(-width * neg_sum, tf.float64)  # S Σ|W⁻| ≥ 0
         self.j_sum = tf.constant(s / one_minus, tf.float64)
         self.tol = 1e-9 * max(1.0, abs(sl.t_max))
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
@@ -107,6 +111,8 @@ class CompiledLayer:
     @staticmethod
     def _product(g, x, w):
         geo = g["group"]
+        if g["diagonal"]:  # an identity shortcut: one multiplication per channel
+            return x * w
         return ops.linear(x, w, geo.kind, geo.strides, geo.dilation, geo.pads)
 
     def _step(self, values: tuple):
@@ -120,52 +126,61 @@ class CompiledLayer:
         """
         tf = _tf()
         xs = self._inputs(values)
-        wx = tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, xs)])
-        p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), g["w_pos"]) for g, x in zip(self.groups, xs)])
-        x, flags = self.certify(wx, p32)  # flags: bits 0–2 as counted below, bit 3 = left
+        convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
+        wx = tf.add_n([self._product(g, x, g["w"]) for g, x in convs])
+        p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), g["w_pos"]) for g, x in convs])
+        # Identity shortcuts are one multiplication per neuron: done inside the fused pass.
+        skips = tuple(x for g, x in zip(self.groups, xs) if g["diagonal"])
+        x, flags, z = self.certify(wx, p32, skips)  # flags: bits 0–2 as counted below, bit 3 = left
         # One histogram pass over the flags; each bit's count sums the bins that have it.
         bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=16, maxlength=16, dtype=tf.int64)
         counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
         left = tf.where(flags >= 8)
-        # ReLU(W x + b) of the few neurons left only: gather first, no pass over the layer.
-        ideal = tf.maximum(tf.gather_nd(wx, left) + tf.gather_nd(self.bias, left[:, 1:]), 0.0)
-        return x, counts, left, tf.gather_nd(x, left), ideal
+        x_left = tf.gather_nd(x, left)
+        # ReLU(W x + b) of the few neurons left (with α = 1 that is x itself).
+        ideal = x_left if z is None else tf.maximum(tf.gather_nd(z, left), 0.0)
+        return x, counts, left, x_left, ideal
 
-    def _certify(self, wx, p32):
+    def _certify(self, wx, p32, skips: tuple):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer
-        (the float64 convolutions stay outside: XLA's are many times slower on the CPU)."""
+        (the float64 convolutions stay outside: XLA's are many times slower on the CPU).
+
+        The bound with the best μ, without a division: with A₀ and A₁ the t_min end at μ = 0
+        and 1 (αS + J⁺x and αS + J x, J⁺x from the upper bound of W⁺x) and B₁ ≥ 0 the t_start
+        end at μ = 1 ((W x − W⁺x − S ΣW⁻)/(1 − ΣW), from the lower bound), some μ ∈ [0, 1]
+        gives max((1 − μ) A₀ + μ A₁, μ B₁) < ϑ  iff  ϑ > 0 and (A₀ < ϑ, or A₁ < ϑ and
+        (A₀ − ϑ) B₁ < ϑ (A₀ − A₁)).
+        """
         tf = _tf()
         sl = self.sl
-        S = sl.t_min - sl.t_start
         p = tf.cast(p32, tf.float64)
-        p_hi = p * (1.0 + self.rel) + self.abs
-        p_lo = p * (1.0 - self.rel) - self.abs
+        for g, x in zip([g for g in self.groups if g["diagonal"]], skips):
+            wx = wx + x * g["w"]
+            p = p + x * tf.cast(g["w_pos"], tf.float64)
         z = wx + self.bias
-        relu = tf.maximum(z, 0.0)
         if sl.alpha_is_one:
-            spikes = sl.t_max - z  # the closed form with α = 1
-            deviating = spikes < sl.t_min - self.tol
-            x = relu  # t_max − min(t_max − z, t_max), without its round-off
+            deviating = z > sl.window + self.tol  # spike t_max − z before t_min
+            x = tf.maximum(z, 0.0)  # t_max − min(t_max − z, t_max), without its round-off
         else:
             closed = (self.theta + self.alpha * sl.t_start + self.j_sum * sl.t_min - wx / self.one_minus) / (
                 self.alpha + self.j_sum
             )
             spikes = tf.minimum(closed, sl.t_max)
-            deviating = (tf.abs(spikes - (sl.t_max - relu)) > self.tol) | (spikes < sl.t_min - self.tol)
+            deviating = (tf.abs(spikes - (sl.t_max - tf.maximum(z, 0.0))) > self.tol) | (spikes < sl.t_min - self.tol)
             x = sl.t_max - spikes
-        a0 = self.alpha * S + p / self.one_minus
-        n0 = (wx - p) / self.one_minus
-        n1 = n0 - S * self.neg_sum / self.one_minus
-        mu = tf.clip_by_value(tf.math.divide_no_nan(a0, n1 - n0), 0.0, 1.0)
-        at_t_min = self.alpha * S + ((1.0 - mu) * p_hi + mu * wx) / self.one_minus
-        at_t_start = mu * (wx - p_lo - S * self.neg_sum) / self.one_minus
-        certified = self.static | (tf.maximum(at_t_min, at_t_start) < self.theta)
+        a0 = self.alpha_S + (p * (1.0 + self.rel) + self.abs) * self.inv_one_minus
+        a1 = self.alpha_S + wx * self.inv_one_minus
+        b1 = (wx - (p * (1.0 - self.rel) - self.abs) + self.S_neg) * self.inv_one_minus
+        th = self.theta
+        certified = self.static | (
+            (th > 0.0) & ((a0 < th) | ((a1 < th) & ((a0 - th) * b1 < th * (a0 - a1))))
+        )
         bit = lambda c, k: tf.where(c, tf.constant(1 << k, tf.int8), tf.constant(0, tf.int8))
         flags = (
             bit(certified & (x > self.tol), 0) | bit(certified & deviating, 1)
             | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
         )
-        return x, flags
+        return x, flags, None if sl.alpha_is_one else z
 
     def _pool(self, x):
         """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
@@ -193,7 +208,8 @@ class CompiledReadout:
         layer = sl.layer
         self.sl = sl
         self.groups = [
-            dict(group=g, w=tf.constant(g.weight if g.kind == "conv" else g.weight.reshape(-1, layer.channels), tf.float64))
+            dict(group=g, diagonal=False,
+                 w=tf.constant(g.weight if g.kind == "conv" else g.weight.reshape(-1, layer.channels), tf.float64))
             for g in layer.groups
         ]
         width = sl.t_min - sl.t_start
@@ -208,6 +224,17 @@ class CompiledReadout:
         xs = [tf.clip_by_value(x, 0.0, width) for x in self._inputs(values)]
         v = self.base + tf.add_n([CompiledLayer._product(g, x, g["w"]) for g, x in zip(self.groups, xs)])
         return tf.reshape(v, [tf.shape(v)[0], -1])
+
+
+def _is_diagonal(group) -> bool:
+    """A 1×1 convolution, stride 1, unpadded, over the whole input, with a diagonal kernel
+    (what an identity shortcut becomes after folding and scaling): x · diag per channel."""
+    w = group.weight
+    if group.kind != "conv" or w.shape[:2] != (1, 1) or w.shape[2] != w.shape[3]:
+        return False
+    if tuple(group.strides) != (1, 1) or any(group.pads) or tuple(group.used) != tuple(group.input_shape[:2]):
+        return False
+    return not np.any(w[0, 0] - np.diag(np.diagonal(w[0, 0])))
 
 
 def compiled(sl: SpikingLayer):
