@@ -41,11 +41,12 @@ def check_exact(model, x, input_range, neuron="alpha", **convert_kw):
         assert np.array_equal(sim.nonzero, density)
     for sl, err in zip(snn.hidden_layers, sim.max_time_error):
         assert err <= 1e-9 * max(1.0, sl.t_max)
+    # Both engines take the same closed form after the last input; the event engine walks
+    # every neuron before it, the fast one only those it cannot certify: any difference at
+    # all would be a certificate that let an early crossing through.
     event = snn.simulate(x, engine="event", record=True)
-    for sl, a, b in zip(snn.hidden_layers, sim.spike_times, event.spike_times):
-        assert np.array_equal(np.isinf(a), np.isinf(b))
-        both = np.isfinite(a)
-        assert np.abs(a[both] - b[both]).max(initial=0.0) <= 1e-12 * max(1.0, sl.t_max)
+    for a, b in zip(sim.spike_times, event.spike_times):
+        np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(event.logits, ref, rtol=0, atol=1e-9 * scale)
     return snn, sim
 

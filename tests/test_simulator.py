@@ -99,8 +99,8 @@ def test_the_walk_with_a_horizon_reports_only_crossings_before_it():
     alpha = rng.uniform(0.5, 1.5, fields)
     theta = rng.uniform(0.0, 4.0, fields)
     starts = np.arange(fields + 1)
-    full = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.inf)
-    early = S._walk(times, starts, chans, JT, alpha, theta, t_start, horizon)
+    full = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.full(fields, np.inf))
+    early = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon))
     before = full < horizon
     assert before.any() and (~before).any()
     np.testing.assert_allclose(early[before], full[before], rtol=0, atol=1e-12)
@@ -189,8 +189,8 @@ def test_noise_is_reproducible_and_independent_of_batching():
     assert np.array_equal(a.logits, b.logits)
     assert not np.array_equal(a.logits, c.logits)
     np.testing.assert_array_equal(d.logits, a.logits[5:])
-    for s1, s2, sl in zip(a.spike_times, e.spike_times, snn.hidden_layers):
-        assert np.abs(s1 - s2).max() <= 1e-12 * max(1.0, sl.t_max)
+    for s1, s2 in zip(a.spike_times, e.spike_times):  # fast = event, to the bit (see test_mapping)
+        np.testing.assert_array_equal(s1, s2)
 
 
 @pytest.mark.parametrize("engine", ["fast", "event"])
@@ -225,7 +225,7 @@ def test_alpha_noise_changes_spikes_but_not_parameters():
     assert np.abs(noisy.hidden_layers[0].alpha - 1).max() > 0
     fast = noisy.simulate(x, record=True)
     event = noisy.simulate(x, engine="event", record=True)
-    assert np.abs(fast.spike_times[0] - event.spike_times[0]).max() <= 1e-12 * noisy.hidden_layers[0].t_max
+    np.testing.assert_array_equal(fast.spike_times[0], event.spike_times[0])
     assert np.abs(fast.spike_times[0] - clean.simulate(x, record=True).spike_times[0]).max() > 0
 
 

@@ -91,6 +91,7 @@ class CompiledLayer:
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, reduce_retracing=True, autograph=False)
+        self.affine = tf.function(self._affine, reduce_retracing=True, autograph=False)
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
@@ -140,6 +141,11 @@ class CompiledLayer:
         # ReLU(W x + b) of the few neurons left (with α = 1 that is x itself).
         ideal = x_left if z is None else tf.maximum(tf.gather_nd(z, left), 0.0)
         return x, counts, left, x_left, ideal
+
+    def _affine(self, values: tuple):
+        """z = W x + b of every neuron (the event engine's reference for α ≠ 1)."""
+        tf = _tf()
+        return tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, self._inputs(values))]) + self.bias
 
     def _certify(self, wx, p32, skips: tuple):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer

@@ -219,7 +219,7 @@ def _bins_below(row, wrow, a, th, t_start, order, bounds, edges):  # pragma: no 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: no cover - compiled
+def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
 
     times (U, F) input times (≥ t_start) of U receptive fields; the neurons of field u are
@@ -232,16 +232,17 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizon):  # pragma: 
     (ϑ + α t_start + D_m) / (α + C_m), the closed form of DESIGN §2.  +inf where V never
     reaches ϑ.
 
-    A finite ``horizon`` says that no input comes later, except at it (every input in its
-    window, horizon = t_min^(n)), and asks only for crossings before it: NaN marks the
-    neurons without one, whose crossing is then the closed form after all inputs, which the
-    caller has.  A neuron :func:`_stays_below` or then :func:`_bins_below` certifies skips
+    A finite ``horizons[u]`` says that no input of field u comes later, except at it (the
+    sample's last input; t_min^(n) when every input is in its window), and asks only for
+    crossings before it: NaN marks the neurons without one, whose crossing is then the closed
+    form after all inputs, which the caller has.  A neuron :func:`_stays_below` or then :func:`_bins_below` certifies skips
     the walk; the others sort and walk only the inputs before the horizon (each field once).
     """
     U = times.shape[0]
     out = np.empty(chans.shape[0])
     for u in prange(U):
         row = times[u]
+        horizon = horizons[u]
         order = np.empty(0, np.int64)
         sorted_ = False
         binned = np.empty(0, np.int64)  # allocated when a neuron of the field needs the bins
@@ -301,7 +302,7 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
     out = _walk(np.ascontiguousarray(tau, np.float64), np.arange(P + 1) * C, np.arange(P * C), JT,
                 np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
-                float(t_start), np.inf)
+                float(t_start), np.full(P, np.inf))
     return out.reshape(P, C)
 
 
@@ -335,27 +336,25 @@ def _gather(src, samples, rows, cols, geometry, scale, offset, pad_time, t_start
                         k += 1
 
 
-def _event_layer(sl: SpikingLayer, inputs: list) -> np.ndarray:
-    """Event-driven first crossings of every neuron of a layer; ``inputs`` padded times per group."""
+def _all_neurons(layer, sample: int) -> tuple:
+    """Index (sample, *position, channel) of every neuron of one sample, in the layer's order."""
+    shape = layer.output_shape
+    return (np.full(int(np.prod(shape)), sample), *(i.reshape(-1) for i in np.indices(shape)))
+
+
+def _event_layer(sl: SpikingLayer, inputs: list, horizons, values: bool = False) -> np.ndarray:
+    """Crossings before ``horizons`` (per sample) of every neuron of a layer, NaN where none
+    (then the closed form stands); one sample at a time keeps the index arrays small.
+    ``inputs`` as for :func:`_event_neurons`."""
     layer = sl.layer
     batch = len(inputs[0])
-    if layer.kind == "dense":
-        grid = np.zeros((1, 2), int)
-    else:
-        ho, wo, _ = layer.output_shape
-        grid = np.stack(np.meshgrid(np.arange(ho), np.arange(wo), indexing="ij"), -1).reshape(-1, 2)
-    # Every neuron of a sample, in the layer's (position, channel) order; one sample at a time
-    # keeps the index arrays small.
-    pos, chan = (a.reshape(-1) for a in np.indices((len(grid), layer.channels)))
     out = np.empty((batch,) + layer.output_shape)
     for b in range(batch):
-        sample = np.full(len(pos), b)
-        full = (sample, grid[pos, 0], grid[pos, 1], chan) if layer.kind == "conv" else (sample, chan)
-        out[b] = _event_neurons(sl, inputs, full).reshape(layer.output_shape)
+        out[b] = _event_neurons(sl, inputs, _all_neurons(layer, b), horizons, values).reshape(layer.output_shape)
     return out
 
 
-def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float = np.inf,
+def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
                    values: bool = False) -> np.ndarray:
     """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel).
 
@@ -363,8 +362,9 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
     with ``values`` the sources' values x = t_min^(n) − t, unpadded (the compiled path's).
     Neurons of one sample and position share their receptive field: its input times are
     gathered (:func:`_gather`) and sorted once, in blocks of bounded size, and each neuron
-    walks them with its own weights (:func:`_walk`).  With a finite ``horizon`` (no input
-    comes later, except at it) only crossings before it are returned, NaN elsewhere.
+    walks them with its own weights (:func:`_walk`).  A finite ``horizon`` (one, or one per
+    sample: no input comes later, except at it) asks only for crossings before it, NaN
+    elsewhere.
     """
     layer = sl.layer
     b, c = index[0], index[-1]
@@ -379,6 +379,7 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
     step = max(1, _CHUNK // JT.shape[1])
     starts = np.searchsorted(inverse[by_field], np.arange(len(fields) + 1))
     sources = [_gather_source(g, src, sl.t_min, values) for g, src in zip(layer.groups, inputs)]
+    per_sample = np.ndim(horizon) > 0
     out = np.empty(len(b))
     for s in range(0, len(fields), step):
         u = fields[s : s + step]
@@ -390,8 +391,9 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon: float 
             col += geometry[0] * geometry[1] * src.shape[3]
         lo, hi = starts[s], starts[min(s + step, len(fields))]
         sel = by_field[lo:hi]
+        horizons = np.asarray(horizon, np.float64)[samples] if per_sample else np.full(len(u), float(horizon))
         out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start),
-                         float(horizon))
+                         horizons)
     return np.minimum(out, sl.t_max)  # NaN stays NaN
 
 
@@ -459,9 +461,13 @@ def b1_layer_spikes(sl: SpikingLayer, inputs: list):
 def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inputs: bool = False):
     """Spike times of a hidden α-model layer given its padded input times per synapse group.
 
-    Returns (spikes, ideal, certified, fallback) where ideal = t_max − ReLU(W x̂ + b) with
-    x̂ = t_min − t_j the values the actual inputs code (a spike elsewhere, or before t_min,
-    deviates).
+    After a sample's last input (t_min^(n), or later with ``noisy_inputs``) the potential is a
+    line, which crosses ϑ at the closed form; both engines take it there and look for
+    crossings before that horizon only, the event engine for every neuron, the fast engine for
+    the neurons its bound does not certify.  So the two agree to the last bit unless the bound
+    is wrong.  Returns (spikes, ideal, certified, fallback) where ideal = t_max − ReLU(W x̂ + b)
+    with x̂ = t_min − t_j the values the actual inputs code (a spike elsewhere, or before
+    t_min, deviates).
     """
     layer = sl.layer
     groups = layer.groups
@@ -470,10 +476,7 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
     j_sum = s / one_minus
     w_x = sum(_synaptic_sum(g, sl.t_min - tp, g.weight) for g, tp in zip(groups, inputs))
     ideal = sl.t_max - np.maximum(w_x + layer.bias, 0.0)
-    if engine == "event":
-        spikes = _event_layer(sl, inputs)
-        return spikes, ideal, 0, spikes.size
-    if engine != "fast":
+    if engine not in ("fast", "event"):
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     alpha, theta = sl.alpha, sl.threshold
     if sl.alpha_is_one:
@@ -482,11 +485,20 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
     spikes = np.minimum(closed, sl.t_max)
     batch = len(inputs[0])
+    if noisy_inputs:  # inputs may arrive after t_min^(n)
+        last = np.max([tp.reshape(batch, -1).max(axis=1) for tp in inputs], axis=0)
+        horizon = np.maximum(last, sl.t_min)
+    else:
+        horizon = np.full(batch, sl.t_min)
+    if engine == "event":
+        early = _event_layer(sl, inputs, horizon)
+        crossed = ~np.isnan(early)
+        spikes[crossed] = early[crossed]
+        return spikes, ideal, 0, spikes.size
     j_pos_sum = pos_sum / one_minus
     if noisy_inputs:
-        # Inputs may arrive after t_min^(n): the bounds run to the sample's last input.
-        last = np.max([tp.reshape(batch, -1).max(axis=1) for tp in inputs], axis=0)
-        T = np.maximum(last, sl.t_min).reshape((batch,) + (1,) * len(layer.output_shape))
+        # The bounds run to the sample's last input.
+        T = horizon.reshape((batch,) + (1,) * len(layer.output_shape))
         certified = np.zeros((batch,) + layer.output_shape, bool)
         channels = np.arange(layer.channels)
     else:
@@ -517,19 +529,23 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         certified[..., channels] |= np.maximum(a0 + mu * n0, mu * n1) < th
     index = np.nonzero(~certified)
     if index[0].size:
-        spikes[index] = _event_neurons(sl, inputs, index)
+        early = _event_neurons(sl, inputs, index, horizon)
+        crossed = ~np.isnan(early)
+        spikes[tuple(i[crossed] for i in index)] = early[crossed]
     n_fallback = int(index[0].size)
     return spikes, ideal, spikes.size - n_fallback, n_fallback
 
 
-def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
-    """One hidden α-model layer on the compiled fast path (:mod:`exactsnn.fastpath`).
+def _compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") -> tuple:
+    """One hidden α-model layer on the compiled path (:mod:`exactsnn.fastpath`).
 
     ``values`` maps layer index to its pooled values x = t_max − t (a float64 tensor) and an
     upper bound of them; ``times[source]`` gives a source's spike times as a NumPy array.
-    Returns (x, certified, fallback, deviating, non-zero, upper bound of x).  Neurons the compiled certificate leaves go through the event-driven solver
-    (:func:`_event_neurons`); a layer with inputs outside its input window (an upstream
-    deviation) through :func:`layer_spikes`, which then bounds V up to the last input.
+    Returns (x, certified, fallback, deviating, non-zero, upper bound of x).  Neurons the
+    compiled certificate leaves (with ``engine="event"``: all neurons) go through the
+    event-driven solver (:func:`_event_neurons`) up to t_min^(n); after it the closed form of
+    the compiled step stands.  A layer with inputs outside its input window (an upstream
+    deviation) goes through :func:`layer_spikes`, which then looks up to the last input.
     """
     tf = ops._tf()
     sources = [g.source for g in sl.layer.groups]
@@ -537,12 +553,15 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
     # A delayed skip's bound B_s ≤ B_{n-1} = S holds for the windows as chosen; computed from
     # the rounded end points they may differ by an ulp, which is no input outside the window.
     if max(values[s][1] for s in sources) > sl.t_min - sl.t_start + 4.0 * np.spacing(sl.t_min):
-        spikes, ideal, cert, fall = layer_spikes(sl, padded_inputs(sl, times), "fast", noisy_inputs=True)
+        spikes, ideal, cert, fall = layer_spikes(sl, padded_inputs(sl, times), engine, noisy_inputs=True)
         deviating = int(((np.abs(spikes - ideal) > tol) | (spikes < sl.t_min - tol)).sum())
         x = sl.t_max - spikes
         return tf.constant(x), cert, fall, deviating, int((x > tol).sum()), float(x.max())
     layer = compiled(sl)
-    x, counts, where, x_left, ideal = layer.step(tuple(values[s][0] for s in sources))
+    srcs = tuple(values[s][0] for s in sources)
+    x, counts, where, x_left, ideal = layer.step(srcs)
+    if engine == "event":
+        return _event_on_values(sl, srcs, x, tol)
     nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
     bound, n_fallback = (np.inf if beyond else sl.window), 0
     size = int(np.prod(x.shape))
@@ -565,6 +584,21 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times) -> tuple:
         if np.any(x_left > sl.window):
             bound = np.inf
     return x, size - n_fallback, n_fallback, deviating, nonzero, bound
+
+
+def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, tol: float) -> tuple:
+    """The event engine on the compiled path: every neuron walks its inputs up to t_min^(n);
+    where it has not crossed by then, the closed form ``closed`` of the compiled step (the
+    fast engine's own) stands.  Returns what :func:`_compiled_layer` returns."""
+    tf = ops._tf()
+    x = closed.numpy().copy()
+    relu = x.copy() if sl.alpha_is_one else np.maximum(compiled(sl).affine(srcs).numpy(), 0.0)
+    early = _event_layer(sl, [np.asarray(v) for v in srcs], np.full(len(x), sl.t_min), values=True)
+    crossed = ~np.isnan(early)
+    x[crossed] = sl.t_max - early[crossed]
+    deviating = int(((np.abs(x - relu) > tol) | (x > sl.window + tol)).sum())
+    bound = np.inf if np.any(x > sl.window) else sl.window
+    return tf.constant(x), 0, x.size, deviating, int((x > tol).sum()), bound
 
 
 def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
@@ -634,8 +668,8 @@ def simulate(
 
         starts = tqdm(starts, desc=f"simulate ({engine})", unit="batch")
     last_use = net.scaled_network().last_use()
-    # The noise-free α-model fast engine keeps values x = t_max − t in TensorFlow (exactsnn.fastpath).
-    compiled_path = engine == "fast" and not b1 and noise_sigma == 0
+    # Noise-free α-model networks keep values x = t_max − t in TensorFlow (exactsnn.fastpath).
+    compiled_path = not b1 and noise_sigma == 0
     t_maxes = {-1: 1.0, **{n: sl.t_max for n, sl in enumerate(hidden)}}
     if engine not in ("fast", "event"):
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
@@ -663,7 +697,7 @@ def simulate(
         for n, sl in enumerate(hidden):
             tol = 1e-9 * max(1.0, abs(sl.t_max))
             if compiled_path:
-                values_out, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times)
+                values_out, cert, fall, dev, nz, bound = _compiled_layer(sl, state, times, engine)
                 certified += cert
                 fallback += fall
                 deviating[n] += dev
