@@ -41,7 +41,20 @@ _BIT_OF_BIN = np.array([[(v >> k) & 1 for v in range(16)] for k in range(4)], np
 def _tf():
     import tensorflow as tf
 
+    if not _quiet_tracing.installed:
+        tf.get_logger().addFilter(_quiet_tracing)
+        _quiet_tracing.installed = True
     return tf
+
+
+def _quiet_tracing(record) -> bool:
+    """Drops TensorFlow's retracing warning about our own layers: every layer's steps are
+    traced once, and TensorFlow counts the traces of all instances of a method together."""
+    message = record.getMessage()
+    return not ("triggered tf.function retracing" in message and ("CompiledLayer" in message or "CompiledReadout" in message))
+
+
+_quiet_tracing.installed = False
 
 
 def _gamma(k: int) -> float:

@@ -219,7 +219,7 @@ def _bins_below(row, wrow, a, th, t_start, order, bounds, edges):  # pragma: no 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons):  # pragma: no cover - compiled
+def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
 
     times (U, F) input times (≥ t_start) of U receptive fields; the neurons of field u are
@@ -235,8 +235,10 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons):  # pragma:
     A finite ``horizons[u]`` says that no input of field u comes later, except at it (the
     sample's last input; t_min^(n) when every input is in its window), and asks only for
     crossings before it: NaN marks the neurons without one, whose crossing is then the closed
-    form after all inputs, which the caller has.  A neuron :func:`_stays_below` or then :func:`_bins_below` certifies skips
-    the walk; the others sort and walk only the inputs before the horizon (each field once).
+    form after all inputs, which the caller has.  With ``bounds`` a neuron that
+    :func:`_stays_below` or then :func:`_bins_below` certifies skips the walk (the fast
+    engine's fallback; the event engine walks every neuron); the others sort and walk only the
+    inputs before the horizon (each field once).
     """
     U = times.shape[0]
     out = np.empty(chans.shape[0])
@@ -246,21 +248,21 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons):  # pragma:
         order = np.empty(0, np.int64)
         sorted_ = False
         binned = np.empty(0, np.int64)  # allocated when a neuron of the field needs the bins
-        bounds = np.empty(0, np.int64)
+        bin_starts = np.empty(0, np.int64)
         edges = np.empty(0)
         for k in range(starts[u], starts[u + 1]):
             c, a, th = chans[k], alpha[k], theta[k]
             result = np.nan if horizon < np.inf else np.inf
             certified = False
-            if horizon < np.inf:
+            if bounds and horizon < np.inf:
                 certified = _stays_below(row, JT[c], a, th, t_start, horizon)
                 if not certified:
                     if edges.shape[0] == 0:
                         binned = np.empty(row.shape[0], np.int64)
-                        bounds = np.empty(_BINS + 1, np.int64)
+                        bin_starts = np.empty(_BINS + 1, np.int64)
                         edges = np.empty(_BINS + 1)
-                        _bin_inputs(row, t_start, horizon, binned, bounds, edges)
-                    certified = _bins_below(row, JT[c], a, th, t_start, binned, bounds, edges)
+                        _bin_inputs(row, t_start, horizon, binned, bin_starts, edges)
+                    certified = _bins_below(row, JT[c], a, th, t_start, binned, bin_starts, edges)
             if not certified:
                 if not sorted_:
                     early = np.nonzero(row < horizon)[0]
@@ -302,7 +304,7 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
     out = _walk(np.ascontiguousarray(tau, np.float64), np.arange(P + 1) * C, np.arange(P * C), JT,
                 np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
-                float(t_start), np.full(P, np.inf))
+                float(t_start), np.full(P, np.inf), False)
     return out.reshape(P, C)
 
 
@@ -350,21 +352,22 @@ def _event_layer(sl: SpikingLayer, inputs: list, horizons, values: bool = False)
     batch = len(inputs[0])
     out = np.empty((batch,) + layer.output_shape)
     for b in range(batch):
-        out[b] = _event_neurons(sl, inputs, _all_neurons(layer, b), horizons, values).reshape(layer.output_shape)
+        index = _all_neurons(layer, b)
+        out[b] = _event_neurons(sl, inputs, index, horizons, values, bounds=False).reshape(layer.output_shape)
     return out
 
 
 def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
-                   values: bool = False) -> np.ndarray:
+                   values: bool = False, bounds: bool = True) -> np.ndarray:
     """Event-driven first crossings of selected neurons; ``index`` = (sample, *position, channel).
 
     ``inputs`` per synapse group: padded input times (as :func:`padded_inputs` gives them), or
     with ``values`` the sources' values x = t_min^(n) − t, unpadded (the compiled path's).
     Neurons of one sample and position share their receptive field: its input times are
     gathered (:func:`_gather`) and sorted once, in blocks of bounded size, and each neuron
-    walks them with its own weights (:func:`_walk`).  A finite ``horizon`` (one, or one per
-    sample: no input comes later, except at it) asks only for crossings before it, NaN
-    elsewhere.
+    walks them with its own weights (:func:`_walk`, which with ``bounds`` first tries to
+    certify it).  A finite ``horizon`` (one, or one per sample: no input comes later, except
+    at it) asks only for crossings before it, NaN elsewhere.
     """
     layer = sl.layer
     b, c = index[0], index[-1]
@@ -393,7 +396,7 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
         sel = by_field[lo:hi]
         horizons = np.asarray(horizon, np.float64)[samples] if per_sample else np.full(len(u), float(horizon))
         out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start),
-                         horizons)
+                         horizons, bounds)
     return np.minimum(out, sl.t_max)  # NaN stays NaN
 
 
