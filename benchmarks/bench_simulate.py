@@ -206,7 +206,7 @@ class Methods:
         if len(x) % bs:
             sizes.add(len(x) % bs)
         for n in sorted(sizes):
-            self.run(method, x[: (1 if method == "event" else n)])
+            self.run(method, x[:n])
 
 
 def best_time(fn, repeats: int) -> float:

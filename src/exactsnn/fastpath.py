@@ -103,7 +103,7 @@ class CompiledLayer:
         self.tol = 1e-9 * max(1.0, abs(sl.t_max))
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
-        self.pool = tf.function(self._pool, reduce_retracing=True, autograph=False)
+        self.pool = tf.function(self._pool, jit_compile=True, reduce_retracing=True, autograph=False)
         self.affine = tf.function(self._affine, reduce_retracing=True, autograph=False)
 
     def _inputs(self, values: tuple) -> list:
