@@ -745,7 +745,7 @@ def simulate(
                 (state if compiled_path else times).pop(src, None)
         if compiled_path:
             out = compiled(net.output)
-            logits.append(out.logits(tuple(state[g.source][0] for g in net.output.layer.groups)).numpy())
+            logits.append(out.logits(tuple(state[g.source][0] for g in net.output.layer.groups)))
             continue
         inputs = padded_inputs(net.output, times)
         if b1:
