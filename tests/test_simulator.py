@@ -99,14 +99,14 @@ def test_the_walk_with_a_horizon_reports_only_crossings_before_it():
     alpha = rng.uniform(0.5, 1.5, fields)
     theta = rng.uniform(0.0, 4.0, fields)
     starts = np.arange(fields + 1)
-    full = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.full(fields, np.inf), False)
-    early = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), True)
+    full = S._walk(S._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, np.inf), False)
+    early = S._walk(S._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), True)
     before = full < horizon
     assert before.any() and (~before).any()
     np.testing.assert_allclose(early[before], full[before], rtol=0, atol=1e-12)
     assert np.all(np.isnan(early[~before]))
     # The bounds only skip walks: without them (the event engine) the result is the same.
-    walked = S._walk(times, starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), False)
+    walked = S._walk(S._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), False)
     np.testing.assert_array_equal(walked, early)
 
 

@@ -29,7 +29,6 @@ from .fastpath import compiled
 from .serialize import register
 from .spiking import SpikingLayer, SpikingNetwork
 
-_CHUNK = 1 << 21  # elements per block of the event-driven solver (bounded memory)
 
 
 @register
@@ -141,6 +140,38 @@ def _stays_below(row, wrow, a, th, t_start, horizon):  # pragma: no cover - comp
     return False
 
 
+@njit(cache=True, nogil=True)
+def _gather_row(sources, geometry, scales, offsets, pad_time, t_start, b, r0, c0, row):  # pragma: no cover - compiled
+    """Input times of one receptive field into ``row``, synapse group after synapse group.
+
+    sources[g] (B, H, W, C) holds group g's inputs as times (scale 1, offset 0) or as values
+    x (t = offset + scale x with offset t_min^(n), scale −1); the field is output position
+    (r0, c0) of sample b.  geometry[g] = (kh, kw, stride h, stride w, dilation h, dilation w,
+    pad top, pad left, used H, used W): taps outside the used input are padding and spike at
+    ``pad_time``.  Times are clamped at t_start (an earlier input acts as if it arrived at
+    t_start), in the synapse order (row, column, channel) of J.
+    """
+    k = 0
+    for g in range(len(sources)):
+        src = sources[g]
+        kh, kw, sh, sw = geometry[g, 0], geometry[g, 1], geometry[g, 2], geometry[g, 3]
+        dh, dw, top, left, H, W = geometry[g, 4], geometry[g, 5], geometry[g, 6], geometry[g, 7], geometry[g, 8], geometry[g, 9]
+        scale, offset = scales[g], offsets[g]
+        C = src.shape[3]
+        for i in range(kh):
+            r = r0 * sh + i * dh - top
+            for j in range(kw):
+                c = c0 * sw + j * dw - left
+                if 0 <= r < H and 0 <= c < W:
+                    for ch in range(C):
+                        row[k] = max(offset + scale * src[b, r, c, ch], t_start)
+                        k += 1
+                else:
+                    for ch in range(C):
+                        row[k] = max(pad_time, t_start)
+                        k += 1
+
+
 _BINS = 32  # bins of the window for :func:`_bins_below`
 
 
@@ -219,11 +250,12 @@ def _bins_below(row, wrow, a, th, t_start, order, bounds, edges):  # pragma: no 
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  # pragma: no cover - compiled
+def _walk(fields, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
 
-    times (U, F) input times (≥ t_start) of U receptive fields; the neurons of field u are
-    starts[u] … starts[u+1] − 1, with channels chans; JT (C, F) weights J per channel and
+    ``fields`` describes U receptive fields for :func:`_gather_row` (each field's F input
+    times, clamped at t_start, gathered into a buffer of its thread); the neurons of field u
+    are starts[u] … starts[u+1] − 1, with channels chans; JT (C, F) weights J per channel and
     synapse, in the fields' synapse order.  V is piecewise linear: on the segment after the
     first m inputs, V(t) = α (t − t_start) + t C_m − D_m with C_m = Σ_{i<m} J_i,
     D_m = Σ_{i<m} J_i τ_i and slope α + C_m.  The first segment that starts at V ≥ ϑ dates the
@@ -240,10 +272,12 @@ def _walk(times, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  #
     engine's fallback; the event engine walks every neuron); the others sort and walk only the
     inputs before the horizon (each field once).
     """
-    U = times.shape[0]
+    sources, geometry, scales, offsets, pad_time, samples, rows, cols = fields
+    U = samples.shape[0]
     out = np.empty(chans.shape[0])
     for u in prange(U):
-        row = times[u]
+        row = np.empty(JT.shape[1])
+        _gather_row(sources, geometry, scales, offsets, pad_time, t_start, samples[u], rows[u], cols[u], row)
         horizon = horizons[u]
         order = np.empty(0, np.int64)
         sorted_ = False
@@ -302,40 +336,19 @@ def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     """
     P, F, C = np.shape(w)
     JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
-    out = _walk(np.ascontiguousarray(tau, np.float64), np.arange(P + 1) * C, np.arange(P * C), JT,
+    out = _walk(_time_rows(tau), np.arange(P + 1) * C, np.arange(P * C), JT,
                 np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
                 float(t_start), np.full(P, np.inf), False)
     return out.reshape(P, C)
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def _gather(src, samples, rows, cols, geometry, scale, offset, pad_time, t_start, out, col0):  # pragma: no cover - compiled
-    """Input times of receptive fields into out[:, col0:], one synapse group.
-
-    src (B, H, W, C) holds the group's inputs as times (scale 1, offset 0) or as values x
-    (t = offset + scale x with offset t_min^(n), scale −1); field u is output position
-    (rows[u], cols[u]) of sample samples[u].  geometry = (kh, kw, stride h, stride w,
-    dilation h, dilation w, pad top, pad left, used H, used W): taps outside the used input
-    are padding and spike at ``pad_time``.  Times are clamped at t_start (an earlier input
-    acts as if it arrived at t_start), in the synapse order (row, column, channel) of J.
-    """
-    kh, kw, sh, sw, dh, dw, top, left, H, W = geometry
-    C = src.shape[3]
-    for u in prange(samples.shape[0]):
-        b = samples[u]
-        k = col0
-        for i in range(kh):
-            r = rows[u] * sh + i * dh - top
-            for j in range(kw):
-                c = cols[u] * sw + j * dw - left
-                if 0 <= r < H and 0 <= c < W:
-                    for ch in range(C):
-                        out[u, k] = max(offset + scale * src[b, r, c, ch], t_start)
-                        k += 1
-                else:
-                    for ch in range(C):
-                        out[u, k] = max(pad_time, t_start)
-                        k += 1
+def _time_rows(times) -> tuple:
+    """Fields of :func:`_walk` whose input times are the rows of ``times`` (U, F)."""
+    times = np.ascontiguousarray(times, np.float64)
+    U = len(times)
+    geometry = np.array([[1, 1, 1, 1, 1, 1, 0, 0, 1, 1]], np.int64)
+    zeros = np.zeros(U, np.int64)
+    return ((times.reshape(U, 1, 1, -1),), geometry, np.ones(1), np.zeros(1), 0.0, np.arange(U), zeros, zeros)
 
 
 def _all_neurons(layer, sample: int) -> tuple:
@@ -364,8 +377,8 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
     ``inputs`` per synapse group: padded input times (as :func:`padded_inputs` gives them), or
     with ``values`` the sources' values x = t_min^(n) − t, unpadded (the compiled path's).
     Neurons of one sample and position share their receptive field: its input times are
-    gathered (:func:`_gather`) and sorted once, in blocks of bounded size, and each neuron
-    walks them with its own weights (:func:`_walk`, which with ``bounds`` first tries to
+    gathered (:func:`_gather_row`, no copy of the layer's inputs) and sorted once, and each
+    neuron walks them with its own weights (:func:`_walk`, which with ``bounds`` first tries to
     certify it).  A finite ``horizon`` (one, or one per sample: no input comes later, except
     at it) asks only for crossings before it, NaN elsewhere.
     """
@@ -378,31 +391,21 @@ def _event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
     key = (b * ho + index[1]) * wo + index[2] if conv else b
     fields, inverse = np.unique(key, return_inverse=True)
     by_field = np.argsort(inverse, kind="stable")
-    JT = sl.synapse_weights_by_channel
-    step = max(1, _CHUNK // JT.shape[1])
     starts = np.searchsorted(inverse[by_field], np.arange(len(fields) + 1))
-    sources = [_gather_source(g, src, sl.t_min, values) for g, src in zip(layer.groups, inputs)]
-    per_sample = np.ndim(horizon) > 0
+    parts = [_gather_source(g, src, sl.t_min, values) for g, src in zip(layer.groups, inputs)]
+    samples, rows, cols = fields // (ho * wo), (fields // wo) % ho, fields % wo
+    field_data = (tuple(p[0] for p in parts), np.array([p[1] for p in parts], np.int64),
+                  np.array([p[2] for p in parts]), np.array([p[3] for p in parts]), float(sl.t_min), samples, rows, cols)
+    horizons = np.asarray(horizon, np.float64)[samples] if np.ndim(horizon) > 0 else np.full(len(fields), float(horizon))
     out = np.empty(len(b))
-    for s in range(0, len(fields), step):
-        u = fields[s : s + step]
-        times = np.empty((len(u), JT.shape[1]))
-        samples, rows, cols = u // (ho * wo), (u // wo) % ho, u % wo
-        col = 0
-        for src, geometry, scale, offset in sources:
-            _gather(src, samples, rows, cols, geometry, scale, offset, float(sl.t_min), float(sl.t_start), times, col)
-            col += geometry[0] * geometry[1] * src.shape[3]
-        lo, hi = starts[s], starts[min(s + step, len(fields))]
-        sel = by_field[lo:hi]
-        horizons = np.asarray(horizon, np.float64)[samples] if per_sample else np.full(len(u), float(horizon))
-        out[sel] = _walk(times, starts[s : s + step + 1] - lo, c[sel], JT, alpha[sel], theta[sel], float(sl.t_start),
-                         horizons, bounds)
+    out[by_field] = _walk(field_data, starts, c[by_field], sl.synapse_weights_by_channel, alpha[by_field],
+                          theta[by_field], float(sl.t_start), horizons, bounds)
     return np.minimum(out, sl.t_max)  # NaN stays NaN
 
 
 def _gather_source(group, src, t_min: float, values: bool) -> tuple:
     """(inputs as (B, H, W, C) float64, geometry, scale, offset) of one synapse group for
-    :func:`_gather`; a dense group is a convolution whose kernel covers its whole input."""
+    :func:`_gather_row`; a dense group is a convolution whose kernel covers its whole input."""
     src = np.ascontiguousarray(src, np.float64)
     scale, offset = (-1.0, t_min) if values else (1.0, 0.0)
     if group.kind == "dense":
