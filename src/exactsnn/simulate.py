@@ -1,19 +1,23 @@
 """Simulating the single-spike network: a certified fast path and an event-driven reference.
 
-The **event-driven** engine does what the neurons do: per neuron, sort the input spikes,
-walk the piecewise-linear potential from t_min^(n-1) and take the first threshold
-crossing (or the forced spike at t_max^(n)).  The walk is one compiled loop per neuron
-(:func:`_walk`, Numba); neurons sharing a receptive field share its sort.
-
-The **fast** engine (default, DESIGN §4) computes every neuron's closed-form crossing
+Once a neuron's last input has arrived its potential is a line, which crosses ϑ_i at the
+closed form
     t_i = (ϑ_i + α_i t_min^(n-1) + Σ_j J_ij t_j) / (α_i + Σ_j J_ij)
-with one matmul/convolution and *certifies* it: it proves that V_i stays below ϑ_i until
-the last input has arrived, so the closed form is the first crossing.  A neuron certified
-for *every* input skips the per-sample check.  Uncertified neurons go through the
-event-driven walk, so both engines return the same spikes.  Noise-free α-model networks
-run layer by layer as traced TensorFlow steps (:mod:`exactsnn.fastpath`); with spike-time
-noise, or after an upstream deviation puts an input outside its window, a layer runs here
-in NumPy with the bound taken up to the sample's last input.
+(= t_max − (W x + b)_i for α = 1, DESIGN §2), computed for a whole layer with one
+matmul/convolution.  The engines differ in how they settle what happens before:
+
+* **event-driven** (``engine="event"``): every neuron sorts its input spikes and walks its
+  piecewise-linear potential from t_min^(n-1) up to its last input (:func:`_walk`, Numba,
+  one sort per receptive field); a crossing there is its spike, otherwise the closed form
+  (or the forced spike at t_max^(n)).
+* **fast** (default, DESIGN §4): a bound proves, for nearly every neuron at once, that V_i
+  stays below ϑ_i until the last input (:mod:`exactsnn.fastpath`); only the neurons it
+  leaves are walked, after two cheaper per-neuron bounds.
+
+Both take the same closed form, so they agree to the last bit unless a bound is wrong.
+Noise-free α-model networks run layer by layer as traced TensorFlow steps with values
+x = t_max − t between layers; with spike-time noise, or after an upstream deviation puts an
+input outside its window, a layer runs here in NumPy, looking up to the sample's last input.
 """
 
 from __future__ import annotations
