@@ -23,7 +23,7 @@ one traced graph of
   lower bounds where it falls.
 
 The neurons left go to the event-driven walk of :mod:`exactsnn.simulate`, which first tries
-a tighter per-neuron bound.  A layer whose inputs are not all inside their window (after an
+two tighter per-neuron bounds.  A layer whose inputs are not all inside their window (after an
 upstream deviation) runs in NumPy there instead.
 """
 
