@@ -108,19 +108,20 @@ class CompiledLayer:
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
-        at t_min^(n) − x_j, see :func:`exactsnn.spiking.window_widths`), cropped to ``used``;
-        padded taps (x = 0) are the convolution's explicit padding."""
+        at t_min^(n) − x_j, see :func:`exactsnn.spiking.window_widths`)."""
+        return [self._input(g, h) for g, h in zip(self.groups, values)]
+
+    @staticmethod
+    def _input(g, h):
+        """One group's input: flattened (dense) or cropped to ``used`` (conv); padded taps
+        (x = 0) are the convolution's explicit padding."""
         tf = _tf()
-        xs = []
-        for g, h in zip(self.groups, values):
-            geo = g["group"]
-            if geo.kind == "dense":
-                xs.append(tf.reshape(h, [tf.shape(h)[0], -1]))
-            elif tuple(geo.used) != tuple(geo.input_shape[:2]):
-                xs.append(h[:, : geo.used[0], : geo.used[1], :])
-            else:
-                xs.append(h)
-        return xs
+        geo = g["group"]
+        if geo.kind == "dense":
+            return tf.reshape(h, [tf.shape(h)[0], -1])
+        if tuple(geo.used) != tuple(geo.input_shape[:2]):
+            return h[:, : geo.used[0], : geo.used[1], :]
+        return h
 
     @staticmethod
     def _product(g, x, w):
@@ -239,12 +240,7 @@ class CompiledReadout:
 
     def _conv(self, g_index: int, x):
         g = self.groups[g_index]
-        return CompiledLayer._product(g, self._inputs_of(g, x), g["w"])
-
-    @staticmethod
-    def _inputs_of(g, x):
-        geo = g["group"]  # cropped to ``used``; padding is the convolution's
-        return x[:, : geo.used[0], : geo.used[1], :] if tuple(geo.used) != tuple(geo.input_shape[:2]) else x
+        return CompiledLayer._product(g, CompiledLayer._input(g, x), g["w"])
 
     def logits(self, values: tuple) -> np.ndarray:
         """(N, classes) logits from the sources' values (tensors), one per synapse group."""
