@@ -176,6 +176,9 @@ def _gather_row(sources, geometry, scales, offsets, pad_time, t_start, b, r0, c0
                         k += 1
 
 
+# A dense group as :func:`_gather_row` reads it: a 1×1 field over the flattened input.
+_DENSE_GEOMETRY = (1, 1, 1, 1, 1, 1, 0, 0, 1, 1)
+
 _BINS = 32  # bins of the window for :func:`_bins_below`
 
 
@@ -350,7 +353,7 @@ def _time_rows(times) -> tuple:
     """Fields of :func:`_walk` whose input times are the rows of ``times`` (U, F)."""
     times = np.ascontiguousarray(times, np.float64)
     U = len(times)
-    geometry = np.array([[1, 1, 1, 1, 1, 1, 0, 0, 1, 1]], np.int64)
+    geometry = np.array([_DENSE_GEOMETRY], np.int64)
     zeros = np.zeros(U, np.int64)
     return ((times.reshape(U, 1, 1, -1),), geometry, np.ones(1), np.zeros(1), 0.0, np.arange(U), zeros, zeros)
 
@@ -413,7 +416,7 @@ def _gather_source(group, src, t_min: float, values: bool) -> tuple:
     src = np.ascontiguousarray(src, np.float64)
     scale, offset = (-1.0, t_min) if values else (1.0, 0.0)
     if group.kind == "dense":
-        return src.reshape(len(src), 1, 1, -1), (1, 1, 1, 1, 1, 1, 0, 0, 1, 1), scale, offset
+        return src.reshape(len(src), 1, 1, -1), _DENSE_GEOMETRY, scale, offset
     kh, kw = group.weight.shape[:2]
     if values:  # unpadded, cropped to ``used`` by the bounds
         top, left, H, W = group.pads[0], group.pads[2], *group.used
@@ -589,11 +592,17 @@ def _compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast")
             x_left[crossed] = solved
         # Count the neurons the compiled certificate left, with their final spikes.
         ideal = ideal.numpy()
-        deviating += int(((np.abs(x_left - ideal) > tol) | (x_left > sl.window + tol)).sum())
+        deviating += _deviating(sl, x_left, ideal, tol)
         nonzero += int((x_left > tol).sum())
         if np.any(x_left > sl.window):
             bound = np.inf
     return x, size - n_fallback, n_fallback, deviating, nonzero, bound
+
+
+def _deviating(sl: SpikingLayer, x, relu, tol: float) -> int:
+    """How many values x = t_max − t are not ReLU(W x̂ + b) (an early crossing) or lie beyond
+    the window B_n (a spike before t_min^(n))."""
+    return int(((np.abs(x - relu) > tol) | (x > sl.window + tol)).sum())
 
 
 def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, tol: float) -> tuple:
@@ -606,7 +615,7 @@ def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, tol: float) -> tuple
     early = _event_layer(sl, [np.asarray(v) for v in srcs], np.full(len(x), sl.t_min), values=True)
     crossed = ~np.isnan(early)
     x[crossed] = sl.t_max - early[crossed]
-    deviating = int(((np.abs(x - relu) > tol) | (x > sl.window + tol)).sum())
+    deviating = _deviating(sl, x, relu, tol)
     bound = np.inf if np.any(x > sl.window) else sl.window
     return tf.constant(x), 0, x.size, deviating, int((x > tol).sum()), bound
 
