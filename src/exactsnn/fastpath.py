@@ -152,8 +152,8 @@ class CompiledLayer:
         counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
         left = tf.where(flags >= 8)
         x_left = tf.gather_nd(x, left)
-        # ReLU(W x + b) of the few neurons left (with α = 1 that is x itself).
-        ideal = x_left if z is None else tf.maximum(tf.gather_nd(z, left), 0.0)
+        # ReLU(W x + b) of the few neurons left.
+        ideal = tf.maximum(tf.gather_nd(z, left), 0.0)
         return x, counts, left, x_left, ideal
 
     def _affine(self, values: tuple):
@@ -178,16 +178,13 @@ class CompiledLayer:
             wx = wx + x * g["w"]
             p = p + x * tf.cast(g["w_pos"], tf.float64)
         z = wx + self.bias
-        if sl.alpha_is_one:
-            deviating = z > sl.window + self.tol  # spike t_max − z before t_min
-            x = tf.maximum(z, 0.0)  # t_max − min(t_max − z, t_max), without its round-off
-        else:
-            closed = (self.theta + self.alpha * sl.t_start + self.j_sum * sl.t_min - wx / self.one_minus) / (
-                self.alpha + self.j_sum
-            )
-            spikes = tf.minimum(closed, sl.t_max)
-            deviating = (tf.abs(spikes - (sl.t_max - tf.maximum(z, 0.0))) > self.tol) | (spikes < sl.t_min - self.tol)
-            x = sl.t_max - spikes
+        # The closed form from the network's own ϑ, α and J (Σ_j J_ij t_j = ΣJ t_min − W x/(1 − S)).
+        closed = (self.theta + self.alpha * sl.t_start + self.j_sum * sl.t_min - wx / self.one_minus) / (
+            self.alpha + self.j_sum
+        )
+        spikes = tf.minimum(closed, sl.t_max)
+        deviating = (tf.abs(spikes - (sl.t_max - tf.maximum(z, 0.0))) > self.tol) | (spikes < sl.t_min - self.tol)
+        x = sl.t_max - spikes
         a0 = self.alpha_S + (p * (1.0 + self.rel) + self.abs) * self.inv_one_minus
         a1 = self.alpha_S + wx * self.inv_one_minus
         b1 = (wx - (p * (1.0 - self.rel) - self.abs) + self.S_neg) * self.inv_one_minus
@@ -200,7 +197,7 @@ class CompiledLayer:
             bit(certified & (x > self.tol), 0) | bit(certified & deviating, 1)
             | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
         )
-        return x, flags, None if sl.alpha_is_one else z
+        return x, flags, z
 
     def _pool(self, x):
         """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
@@ -220,8 +217,8 @@ class CompiledLayer:
 
 class CompiledReadout:
     """The read-out layer's potential at t_min^(L) from the compiled path's values (see
-    :func:`exactsnn.simulate.readout`): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij x̃_j with
-    x̃_j = clip(x_j, 0, S), what an input contributes when it arrives inside the window.
+    :func:`exactsnn.simulate.readout`): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij x_j⁺, the raw
+    values (an input before t_min^(L-1), x_j > S, counts from its arrival).
     Dense groups (the usual read-out: 10–1000 neurons) multiply in NumPy, which is several
     times faster than a TensorFlow call for such small products; convolutions in TensorFlow."""
 
@@ -248,11 +245,11 @@ class CompiledReadout:
         v = self.base
         for k, (g, x) in enumerate(zip(self.groups, values)):
             if g["group"].kind == "dense":
-                clipped = np.clip(np.asarray(x), 0.0, self.width)
+                arrived = np.maximum(np.asarray(x), 0.0)
                 with _one_blas_thread():
-                    v = v + clipped.reshape(len(clipped), -1) @ g["w"]
+                    v = v + arrived.reshape(len(arrived), -1) @ g["w"]
             else:
-                v = v + self.conv(k, tf.clip_by_value(x, 0.0, self.width)).numpy()
+                v = v + self.conv(k, tf.maximum(x, 0.0)).numpy()
         return v.reshape(len(v), -1)
 
 

@@ -152,8 +152,8 @@ def _gather_row(sources, geometry, scales, offsets, pad_time, t_start, b, r0, c0
     x (t = offset + scale x with offset t_min^(n), scale −1); the field is output position
     (r0, c0) of sample b.  geometry[g] = (kh, kw, stride h, stride w, dilation h, dilation w,
     pad top, pad left, used H, used W): taps outside the used input are padding and spike at
-    ``pad_time``.  Times are clamped at t_start (an earlier input acts as if it arrived at
-    t_start), in the synapse order (row, column, channel) of J.
+    ``pad_time``.  Times are not clamped: an input before t_start counts from its own arrival
+    (DESIGN §2).  In the synapse order (row, column, channel) of J.
     """
     k = 0
     for g in range(len(sources)):
@@ -168,11 +168,11 @@ def _gather_row(sources, geometry, scales, offsets, pad_time, t_start, b, r0, c0
                 c = c0 * sw + j * dw - left
                 if 0 <= r < H and 0 <= c < W:
                     for ch in range(C):
-                        row[k] = max(offset + scale * src[b, r, c, ch], t_start)
+                        row[k] = offset + scale * src[b, r, c, ch]
                         k += 1
                 else:
                     for ch in range(C):
-                        row[k] = max(pad_time, t_start)
+                        row[k] = pad_time
                         k += 1
 
 
@@ -256,20 +256,62 @@ def _bins_below(row, wrow, a, th, t_start, order, bounds, edges):  # pragma: no 
     return True
 
 
+@njit(cache=True, nogil=True)
+def _first_crossing(row, order, wrow, a, th, t_start, horizon):  # pragma: no cover - compiled
+    """First t < ``horizon`` with V(t) ≥ ϑ of one α-model neuron, NaN if none before it
+    (+inf for an infinite horizon).
+
+    V(t) = α (t − t_start)^+ + Σ_j J_j (t − τ_j)^+ (DESIGN §2): the α current switches on at
+    t_start and every input counts from its own arrival, before t_start too.  The events (the
+    inputs ``row[order]``, sorted, all before the horizon, and the α onset at t_start) cut time
+    into segments; after the events up to one, V(t) = C t − D with C = Σ w, D = Σ w τ over
+    them (w = J_j at τ_j, w = α at t_start).  V = 0 before the first event.  The first
+    segment that starts at V ≥ ϑ dates the crossing at its start (a crossing exactly at an
+    event, whatever the round-off on either side); otherwise the first one whose line
+    reaches ϑ before its end, at (ϑ + D)/C — after the last event this is the closed form
+    (ϑ + α t_start + Σ_j J_j τ_j)/(α + Σ_j J_j).
+    """
+    n = order.shape[0]
+    C = 0.0
+    D = 0.0
+    i = 0
+    alpha_on = False
+    start = min(t_start, row[order[0]]) if n > 0 else t_start
+    while True:
+        next_input = row[order[i]] if i < n else np.inf
+        last = alpha_on and i == n
+        end = horizon if last else (min(next_input, t_start) if not alpha_on else next_input)
+        if start * C - D >= th:
+            return start
+        if C > 0.0:
+            cand = (th + D) / C
+            # Before the horizon: a crossing exactly at it is the closed form's.
+            if cand < end or (cand == end and not last):
+                return cand
+        if last:
+            return np.nan if horizon < np.inf else np.inf
+        if not alpha_on and t_start <= next_input:
+            C += a
+            D += a * t_start
+            alpha_on = True
+            start = t_start
+        else:
+            w = wrow[order[i]]
+            C += w
+            D += w * next_input
+            i += 1
+            start = next_input
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def _walk(fields, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  # pragma: no cover - compiled
     """First crossings of neurons grouped by receptive field, fields in parallel.
 
     ``fields`` describes U receptive fields for :func:`_gather_row` (each field's F input
-    times, clamped at t_start, gathered into a buffer of its thread); the neurons of field u
-    are starts[u] … starts[u+1] − 1, with channels chans; JT (C, F) weights J per channel and
-    synapse, in the fields' synapse order.  V is piecewise linear: on the segment after the
-    first m inputs, V(t) = α (t − t_start) + t C_m − D_m with C_m = Σ_{i<m} J_i,
-    D_m = Σ_{i<m} J_i τ_i and slope α + C_m.  The first segment that starts at V ≥ ϑ dates the
-    crossing at its start (a crossing exactly at an input time, whatever the round-off on
-    either side); otherwise the first one whose line reaches ϑ before its end, at
-    (ϑ + α t_start + D_m) / (α + C_m), the closed form of DESIGN §2.  +inf where V never
-    reaches ϑ.
+    times gathered into a buffer of its thread); the neurons of field u are
+    starts[u] … starts[u+1] − 1, with channels chans; JT (C, F) weights J per channel and
+    synapse, in the fields' synapse order.  Each neuron walks its piecewise-linear potential
+    (:func:`_first_crossing`); +inf where V never reaches ϑ.
 
     A finite ``horizons[u]`` says that no input of field u comes later, except at it (the
     sample's last input; t_min^(n) when every input is in its window), and asks only for
@@ -277,7 +319,8 @@ def _walk(fields, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  
     form after all inputs, which the caller has.  With ``bounds`` a neuron that
     :func:`_stays_below` or then :func:`_bins_below` certifies skips the walk (the fast
     engine's fallback; the event engine walks every neuron); the others sort and walk only the
-    inputs before the horizon (each field once).
+    inputs before the horizon (each field once).  The bounds assume every input at or after
+    t_start; a field with an earlier input (outside the exact regime) is walked.
     """
     sources, geometry, scales, offsets, pad_time, samples, rows, cols = fields
     U = samples.shape[0]
@@ -286,6 +329,7 @@ def _walk(fields, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  
         row = np.empty(JT.shape[1])
         _gather_row(sources, geometry, scales, offsets, pad_time, t_start, samples[u], rows[u], cols[u], row)
         horizon = horizons[u]
+        in_window = row.shape[0] == 0 or row.min() >= t_start
         order = np.empty(0, np.int64)
         sorted_ = False
         binned = np.empty(0, np.int64)  # allocated when a neuron of the field needs the bins
@@ -295,7 +339,7 @@ def _walk(fields, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  
             c, a, th = chans[k], alpha[k], theta[k]
             result = np.nan if horizon < np.inf else np.inf
             certified = False
-            if bounds and horizon < np.inf:
+            if bounds and in_window and horizon < np.inf:
                 certified = _stays_below(row, JT[c], a, th, t_start, horizon)
                 if not certified:
                     if edges.shape[0] == 0:
@@ -306,31 +350,10 @@ def _walk(fields, starts, chans, JT, alpha, theta, t_start, horizons, bounds):  
                     certified = _bins_below(row, JT[c], a, th, t_start, binned, bin_starts, edges)
             if not certified:
                 if not sorted_:
-                    early = np.nonzero(row < horizon)[0]
-                    order = early[np.argsort(row[early])]
+                    before = np.nonzero(row < horizon)[0]
+                    order = before[np.argsort(row[before])]
                     sorted_ = True
-                cum_w = 0.0
-                cum_wt = 0.0
-                start = t_start
-                n = order.shape[0]
-                for m in range(n + 1):
-                    end = row[order[m]] if m < n else horizon
-                    v = a * (start - t_start) + start * cum_w - cum_wt
-                    if v >= th:
-                        result = start
-                        break
-                    slope = a + cum_w
-                    if slope > 0.0:
-                        cand = (th + a * t_start + cum_wt) / slope
-                        # Before the horizon: a crossing exactly at it is the closed form's.
-                        if cand < end or (cand == end and m < n):
-                            result = cand
-                            break
-                    if m < n:
-                        w = JT[c, order[m]]
-                        cum_w += w
-                        cum_wt += w * end
-                        start = end
+                result = _first_crossing(row, order, JT[c], a, th, t_start, horizon)
             out[k] = result
     return out
 
@@ -492,10 +515,8 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
     if engine not in ("fast", "event"):
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     alpha, theta = sl.alpha, sl.threshold
-    if sl.alpha_is_one:
-        closed = sl.t_max - (w_x + layer.bias)  # the closed form with α = 1, without re-deriving it from ϑ
-    else:
-        closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
+    # The closed form from the network's own ϑ, α and J (Σ_j J_ij t_j = ΣJ t_min − W x/(1 − S)).
+    closed = (theta + alpha * sl.t_start + j_sum * sl.t_min - w_x / one_minus) / (alpha + j_sum)
     spikes = np.minimum(closed, sl.t_max)
     batch = len(inputs[0])
     if noisy_inputs:  # inputs may arrive after t_min^(n)
@@ -509,34 +530,43 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         spikes[crossed] = early[crossed]
         return spikes, ideal, 0, spikes.size
     j_pos_sum = pos_sum / one_minus
+    # Integration starts at the earliest event: t_start, or an input that came before it.
+    first = np.min([tp.reshape(batch, -1).min(axis=1) for tp in inputs], axis=0)
+    t_lo = np.minimum(first, sl.t_start)
+    expand = (batch,) + (1,) * len(layer.output_shape)
     if noisy_inputs:
         # The bounds run to the sample's last input.
-        T = horizon.reshape((batch,) + (1,) * len(layer.output_shape))
+        T = horizon.reshape(expand)
         certified = np.zeros((batch,) + layer.output_shape, bool)
         channels = np.arange(layer.channels)
     else:
         T = sl.t_min
         width = sl.t_min - sl.t_start
-        certified = np.broadcast_to(alpha * width + j_pos_sum * width < theta, (batch,) + layer.output_shape).copy()
+        # All excitation at t_start still stays below ϑ (for samples without earlier inputs).
+        static = np.broadcast_to(alpha * width + j_pos_sum * width < theta, (batch,) + layer.output_shape)
+        certified = static & (first >= sl.t_start).reshape(expand)
         channels = np.flatnonzero(~certified.reshape(-1, layer.channels).all(axis=0))
     if channels.size:
-        # With s = T − t ∈ [0, S] and x_j = T − t_j: V(T − s) = α (S − s) + Σ_j J_ij (x_j − s)^+.
-        # Excitatory terms are convex in s.  An inhibitory term lies below μ J_ij (x_j − s) for
-        # any μ ∈ [0, 1]; the majorant is then convex, with its maximum at s = 0 or s = S:
-        #   a0 + μ n0  and  μ n1,   a0 = α S + J⁺x,  n0 = J⁻x ≤ 0,  n1 = J⁻x − S ΣJ⁻ ≥ 0.
+        # With s = T − t ∈ [0, S'], S' = T − t_lo, and x_j = T − t_j ≤ S':
+        #   V(T − s) = α (S − s)^+ + Σ_j J_ij (x_j − s)^+,  S = T − t_start.
+        # The α term and excitatory terms are convex in s.  An inhibitory term lies below
+        # μ J_ij (x_j − s) for any μ ∈ [0, 1]; the majorant is then convex, with its maximum
+        # at s = 0 or s = S':
+        #   a0 + μ n0  and  μ n1,   a0 = α S + J⁺x,  n0 = J⁻x ≤ 0,  n1 = J⁻x − S' ΣJ⁻ ≥ 0.
         # μ = 0 is the excitation-only bound; the μ that balances both ends is the tightest.
         a, th = alpha[..., channels], theta[..., channels]
         S = T - sl.t_start
-        reach = [T - np.maximum(tp, sl.t_start) for tp in inputs]
+        S_lo = T - t_lo.reshape(expand)
+        reach = [T - tp for tp in inputs]
         j_pos_x = sum(_synaptic_sum(g, x, np.maximum(g.weight[..., channels], 0.0)) for g, x in zip(groups, reach))
-        if noisy_inputs or any(tp.min() < sl.t_start for tp in inputs):
+        if noisy_inputs:
             j_x = sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach))
         else:
             j_x = w_x[..., channels]  # x_j = t_min − t_j: W x is already known
         cm = one_minus[channels]
         a0 = a * S + j_pos_x / cm
         n0 = (j_x - j_pos_x) / cm
-        n1 = n0 - S * neg_sum[channels] / cm
+        n1 = n0 - S_lo * neg_sum[channels] / cm
         with np.errstate(divide="ignore", invalid="ignore"):
             mu = np.clip(np.nan_to_num(a0 / (n1 - n0), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
         certified[..., channels] |= np.maximum(a0 + mu * n0, mu * n1) < th
@@ -611,7 +641,7 @@ def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, tol: float) -> tuple
     fast engine's own) stands.  Returns what :func:`_compiled_layer` returns."""
     tf = ops._tf()
     x = closed.numpy().copy()
-    relu = x.copy() if sl.alpha_is_one else np.maximum(compiled(sl).affine(srcs).numpy(), 0.0)
+    relu = np.maximum(compiled(sl).affine(srcs).numpy(), 0.0)
     early = _event_layer(sl, [np.asarray(v) for v in srcs], np.full(len(x), sl.t_min), values=True)
     crossed = ~np.isnan(early)
     x[crossed] = sl.t_max - early[crossed]
@@ -623,11 +653,15 @@ def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, tol: float) -> tuple
 def readout(out: SpikingLayer, inputs: list, neuron: str = "alpha") -> np.ndarray:
     """Potential of the read-out neurons at t_min^(L), flattened to (N, classes).
 
-    α-model: α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)^+; B1: b + Σ_j W_ij (t_min^(L) − t_j)^+
-    (silent inputs, t_j = +inf, add nothing).
+    α-model: α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)^+ over the raw t_j;
+    B1: b + Σ_j W_ij (t_min^(L) − max(t_j, t_min^(L-1)))^+ (silent inputs, t_j = +inf, add nothing).
     """
-    base = out.layer.bias if neuron == "b1" else out.alpha * (out.t_min - out.t_start)
-    v = base + _input_values(out, inputs)
+    if neuron == "b1":
+        v = out.layer.bias + _input_values(out, inputs)
+    else:  # raw input times: an input before t_start counts from its arrival
+        v = out.alpha * (out.t_min - out.t_start) + sum(
+            _synaptic_sum(g, np.maximum(out.t_min - tp, 0.0), g.weight) for g, tp in zip(out.layer.groups, inputs)
+        )
     return v.reshape(len(v), -1)
 
 
