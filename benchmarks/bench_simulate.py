@@ -13,8 +13,8 @@ For each network, on the same inputs, in this one process, float64, it times per
 
 (a) the Keras float64 forward pass of the original network
     (``exactsnn.importers.keras.float64_logits_model`` called through ``tf.function``),
-(b) the default engine ``snn.simulate(x)``,
-(c) the event-driven engine ``snn.simulate(x, engine="event", record=True)`` (fewer samples),
+(b) the default engine ``exactsnn.simulate(snn, x)``,
+(c) the event-driven engine ``exactsnn.simulate(snn, x, engine="event", record=True)`` (fewer samples),
 (d) the original code's sort-and-gather algorithm (``sort_and_gather.py``, fewer samples),
 
 and the Phase 1 time (``exactsnn.preprocess.preprocess``: fold + scale + X_n) against one Keras
@@ -187,11 +187,11 @@ class Methods:
         return np.concatenate([self._keras(tf.constant(x[i : i + bs])).numpy() for i in range(0, len(x), bs)])
 
     def fast(self, x):
-        return self.snn.simulate(x, batch_size=self.batch_size)
+        return exactsnn.simulate(self.snn, x, batch_size=self.batch_size)
 
     def event(self, x):
         # record=True: the recorded spike times are compared with the default engine's
-        return self.snn.simulate(x, engine="event", batch_size=self.batch_size, record=True)
+        return exactsnn.simulate(self.snn, x, engine="event", batch_size=self.batch_size, record=True)
 
     def sort(self, x) -> np.ndarray:
         return self._sort.logits(x, self.sort_batch)
@@ -343,7 +343,7 @@ def bench_network(args, name: str, workdir: Path) -> dict:
         "density": float(fast.nonzero.sum() / fast.spikes.sum()),
         "classes": int(len(np.unique(keras_pred))),
     }
-    a = snn.simulate(x[:n_event], record=True, batch_size=args.batch_size)
+    a = exactsnn.simulate(snn, x[:n_event], record=True, batch_size=args.batch_size)
     b = res["out"]["event"]
     diffs = [float(np.max(np.abs(p - q))) for p, q in zip(a.spike_times, b.spike_times)]
     worst = int(np.argmax(diffs))

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import exactsnn
 from exactsnn import architectures
 from exactsnn.architectures import build
 from exactsnn.datasets import Dataset
@@ -65,7 +66,7 @@ def test_builds_trains_one_step_and_converts(name):
     from exactsnn.importers.keras import keras_logits
 
     net = exactsnn.convert(model, data.x_train, input_range=data.input_range)
-    sim = net.simulate(data.x_test)
+    sim = exactsnn.simulate(net, data.x_test)
     np.testing.assert_array_equal(sim.predictions, keras_logits(model, data.x_test).argmax(axis=1))
     assert sim.deviating.sum() == 0
 

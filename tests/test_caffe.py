@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import exactsnn
+
 keras = pytest.importorskip("keras")
 pytest.importorskip("google.protobuf")
 
@@ -400,7 +402,7 @@ def test_cli_caffe2keras_then_the_exact_snn(net_a, tmp_path):
     converted = keras.models.load_model(out)
     x_hwc = np.transpose(x, (0, 2, 3, 1))
     snn = exactsnn.convert(converted, x_hwc, input_range=(-2.0, 2.0))
-    sim = snn.simulate(x_hwc)
+    sim = exactsnn.simulate(snn, x_hwc)
     np.testing.assert_allclose(sim.logits, ref, atol=1e-9 * np.abs(ref).max())
     np.testing.assert_allclose(keras_logits(converted, x_hwc), ref, atol=1e-9 * np.abs(ref).max())
     assert sim.deviating.sum() == 0

@@ -157,13 +157,13 @@ def test_interval_bounds_contain_the_effect_of_shifted_inputs(build, neuron):
     """Without Brian2: exactsnn's own spikes for inputs moved by ≤ dt/2 lie within the bounds."""
     net, x = build(neuron)
     dt = 2e-3
-    ref = net.simulate(x, record=True)
+    ref = exactsnn.simulate(net, x, record=True)
     bounds, logit_bound, decided = cc.interval_bounds(net, x, dt, ref.spike_times, ref.logits)
     p, q = net.input_range
     rng = np.random.default_rng(0)
     shift = rng.uniform(-0.5, 0.5, x.shape) * dt * (q - p)
     moved = np.clip(np.where(x > p, x + shift, x), p, q)  # B1: a silent input stays silent
-    sim = net.simulate(moved, record=True)
+    sim = exactsnn.simulate(net, moved, record=True)
     a_priori, _ = cc.error_bounds(net, dt)
     for sl, t, t0, bound, worst in zip(net.hidden_layers, sim.spike_times, ref.spike_times, bounds, a_priori):
         diff = np.abs(np.minimum(t, sl.t_max) - np.minimum(t0, sl.t_max))

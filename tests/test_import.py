@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import exactsnn
 from exactsnn.importers.keras import UnsupportedLayerError, import_keras, keras_logits
 from exactsnn.preprocess import FoldingError, fold_network
 
@@ -122,6 +123,6 @@ def test_zero_padding_folds_into_the_next_layer(head):
     model.layers[1].set_weights([rng.normal(0, 1, 2), rng.normal(0, 1, 2), rng.normal(0, 1, 2), rng.uniform(0.5, 2, 2)])
     x = rng.uniform(0, 1, (8, 9, 9, 1))
     ref = keras_logits(model, x)
-    sim = exactsnn.convert(model, x).simulate(x)
+    sim = exactsnn.simulate(exactsnn.convert(model, x), x)
     np.testing.assert_allclose(sim.logits, ref, atol=1e-9 * np.abs(ref).max())
     assert sim.deviating.sum() == 0

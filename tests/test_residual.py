@@ -39,8 +39,8 @@ def test_an_early_crossing_at_a_merge_is_detected_by_both_engines():
     model = rn.draw_dense_residual_network(lambda _: next(draws), _Fixed, branch_std=None)
     model, x, r = rn.finish(model, lambda _: next(draws), _Fixed, 0)
     snn = exactsnn.convert(model, x, input_range=r)
-    fast = snn.simulate(x, record=True)
-    event = snn.simulate(x, engine="event", record=True)
+    fast = exactsnn.simulate(snn, x, record=True)
+    event = exactsnn.simulate(snn, x, engine="event", record=True)
     merge = snn.hidden_layers[-1]
     assert fast.deviating[-1] > 0 and np.array_equal(fast.deviating, event.deviating)
     early = fast.spike_times[-1] < merge.t_min
@@ -73,6 +73,6 @@ def test_keras_resnet50_with_random_batch_norm_matches_keras():
     x = rng.uniform(-1, 1, (4, 64, 64, 3))
     ref = keras_logits(model, x)
     snn = exactsnn.convert(model, x, input_range=(-1.0, 1.0))
-    sim = snn.simulate(x)
+    sim = exactsnn.simulate(snn, x)
     assert sim.deviating.sum() == 0
     np.testing.assert_allclose(sim.logits, ref, atol=1e-9 * np.abs(ref).max())

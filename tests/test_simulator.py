@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 import exactsnn
-from exactsnn import simulate as S
-from exactsnn.simulate import first_crossings
+from exactsnn.simulator import event as E
+from exactsnn.simulator import kernels as K
+from exactsnn.simulator import first_crossings
 
 keras = pytest.importorskip("keras")
 
@@ -55,7 +56,7 @@ def test_the_split_bound_of_the_walk_never_certifies_a_neuron_that_reaches_thres
         alpha = rng.uniform(0.5, 1.5)
         v = _potential_at_inputs(np.append(times, horizon), np.append(w, 0.0), alpha, t_start)
         theta = v.max() * rng.uniform(0.8, 1.3) + rng.uniform(-0.1, 0.1)
-        if S._stays_below(times, w, alpha, theta, t_start, horizon):
+        if K._stays_below(times, w, alpha, theta, t_start, horizon):
             certified += 1
             assert v.max() < theta
     assert certified > 300  # the bound is not vacuous
@@ -66,7 +67,7 @@ def test_the_bin_bound_of_the_walk_never_certifies_a_neuron_that_reaches_thresho
     (early excitation, late inhibition), where the split bound gives up."""
     rng = np.random.default_rng(8)
     t_start, horizon = 0.5, 3.0
-    bins = S._BINS
+    bins = K._BINS
     edges_t = t_start + (horizon - t_start) * np.arange(bins) / bins
     certified = beyond_split = 0
     for _ in range(3000):
@@ -80,11 +81,11 @@ def test_the_bin_bound_of_the_walk_never_certifies_a_neuron_that_reaches_thresho
         v = _potential_at_inputs(np.append(times, horizon), np.append(w, 0.0), alpha, t_start)
         theta = v.max() * rng.uniform(0.8, 1.3) + rng.uniform(-0.1, 0.1)
         order, bounds, edges = np.empty(f, np.int64), np.empty(bins + 1, np.int64), np.empty(bins + 1)
-        S._bin_inputs(times, t_start, horizon, order, bounds, edges)
+        K._bin_inputs(times, t_start, horizon, order, bounds, edges)
         assert np.all(np.diff(bounds) >= 0) and bounds[-1] == np.sum(times < horizon)
-        if S._bins_below(times, w, alpha, theta, t_start, order, bounds, edges):
+        if K._bins_below(times, w, alpha, theta, t_start, order, bounds, edges):
             certified += 1
-            beyond_split += not S._stays_below(times, w, alpha, theta, t_start, horizon)
+            beyond_split += not K._stays_below(times, w, alpha, theta, t_start, horizon)
             assert v.max() < theta
     assert certified > 300 and beyond_split > 50  # not vacuous, and tighter where it matters
 
@@ -99,14 +100,14 @@ def test_the_walk_with_a_horizon_reports_only_crossings_before_it():
     alpha = rng.uniform(0.5, 1.5, fields)
     theta = rng.uniform(0.0, 4.0, fields)
     starts = np.arange(fields + 1)
-    full = S._walk(S._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, np.inf), False)
-    early = S._walk(S._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), True)
+    full = K.walk(E._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, np.inf), False)
+    early = K.walk(E._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), True)
     before = full < horizon
     assert before.any() and (~before).any()
     np.testing.assert_allclose(early[before], full[before], rtol=0, atol=1e-12)
     assert np.all(np.isnan(early[~before]))
     # The bounds only skip walks: without them (the event engine) the result is the same.
-    walked = S._walk(S._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), False)
+    walked = K.walk(E._time_rows(times), starts, chans, JT, alpha, theta, t_start, np.full(fields, horizon), False)
     np.testing.assert_array_equal(walked, early)
 
 
@@ -115,7 +116,7 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     rounding of W⁺x could decide, the margin must keep the neuron uncertified."""
     import tensorflow as tf
 
-    from exactsnn.fastpath import CompiledLayer
+    from exactsnn.simulator.fastpath import CompiledLayer
     from exactsnn.preprocess import AffineLayer
     from exactsnn.spiking import SpikingLayer
 
@@ -157,7 +158,7 @@ def test_a_neuron_crossing_before_its_last_input_is_reported(engine):
     snn = exactsnn.convert(model, x)
     sl = snn.hidden_layers[0]
     relu_value = max(2.3 - 1.5, 0.0)
-    sim = snn.simulate(x, engine=engine, record=True)
+    sim = exactsnn.simulate(snn, x, engine=engine, record=True)
     spike = sim.spike_times[0][0, 0]
     # The real neuron: potential from t_min^(0) = 0 with the inputs' actual times.
     J = sl.J[:, 0]
@@ -174,7 +175,7 @@ def test_window_overflow_is_counted():
     model.layers[0].set_weights([np.array([[0.5]]), np.array([0.0])])
     model.layers[1].set_weights([np.array([[1.0]]), np.array([0.0])])
     snn = exactsnn.convert(model, np.array([[0.1]]))  # X_1 = 0.05, window 0.075
-    sim = snn.simulate(np.array([[1.0]]))  # value 0.5 does not fit the window
+    sim = exactsnn.simulate(snn, np.array([[1.0]]))  # value 0.5 does not fit the window
     assert sim.deviating[0] == 1
 
 
@@ -184,11 +185,11 @@ def test_noise_is_reproducible_and_independent_of_batching():
     model = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.Dense(5, activation="relu"), L.Dense(3)])
     x = np.random.default_rng(1).uniform(0, 1, (12, 6))
     snn = exactsnn.convert(model, x)
-    a = snn.simulate(x, noise_sigma=0.01, noise_seed=4, batch_size=12, record=True)
-    b = snn.simulate(x, noise_sigma=0.01, noise_seed=4, batch_size=5, record=True)
-    c = snn.simulate(x, noise_sigma=0.01, noise_seed=5, batch_size=12)
-    d = snn.simulate(x[5:], noise_sigma=0.01, noise_seed=4, sample_offset=5)
-    e = snn.simulate(x, noise_sigma=0.01, noise_seed=4, engine="event", record=True)
+    a = exactsnn.simulate(snn, x, noise_sigma=0.01, noise_seed=4, batch_size=12, record=True)
+    b = exactsnn.simulate(snn, x, noise_sigma=0.01, noise_seed=4, batch_size=5, record=True)
+    c = exactsnn.simulate(snn, x, noise_sigma=0.01, noise_seed=5, batch_size=12)
+    d = exactsnn.simulate(snn, x[5:], noise_sigma=0.01, noise_seed=4, sample_offset=5)
+    e = exactsnn.simulate(snn, x, noise_sigma=0.01, noise_seed=4, engine="event", record=True)
     assert np.array_equal(a.logits, b.logits)
     assert not np.array_equal(a.logits, c.logits)
     np.testing.assert_array_equal(d.logits, a.logits[5:])
@@ -204,8 +205,8 @@ def test_results_do_not_depend_on_the_batch_size(engine):
                               L.Flatten(), L.Dense(5, activation="relu"), L.Dense(3)])
     x = np.random.default_rng(3).uniform(0, 1, (13, 6, 6, 2))
     snn = exactsnn.convert(model, x)
-    whole = snn.simulate(x, engine=engine, batch_size=13, record=True)
-    parts = snn.simulate(x, engine=engine, batch_size=4, record=True)
+    whole = exactsnn.simulate(snn, x, engine=engine, batch_size=13, record=True)
+    parts = exactsnn.simulate(snn, x, engine=engine, batch_size=4, record=True)
     # Equal up to round-off: the convolutions may block a batch of 4 differently from one of 13.
     np.testing.assert_allclose(parts.logits, whole.logits, rtol=0, atol=1e-12)
     for a, b in zip(parts.spike_times, whole.spike_times):
@@ -226,10 +227,10 @@ def test_alpha_noise_changes_spikes_but_not_parameters():
     np.testing.assert_array_equal(noisy.hidden_layers[0].threshold, clean.hidden_layers[0].threshold)
     np.testing.assert_array_equal(noisy.hidden_layers[0].alpha, again.hidden_layers[0].alpha)
     assert np.abs(noisy.hidden_layers[0].alpha - 1).max() > 0
-    fast = noisy.simulate(x, record=True)
-    event = noisy.simulate(x, engine="event", record=True)
+    fast = exactsnn.simulate(noisy, x, record=True)
+    event = exactsnn.simulate(noisy, x, engine="event", record=True)
     np.testing.assert_array_equal(fast.spike_times[0], event.spike_times[0])
-    assert np.abs(fast.spike_times[0] - clean.simulate(x, record=True).spike_times[0]).max() > 0
+    assert np.abs(fast.spike_times[0] - exactsnn.simulate(clean, x, record=True).spike_times[0]).max() > 0
 
 
 def test_b1_spikes_only_for_positive_values_and_counts_synaptic_events():
@@ -239,7 +240,7 @@ def test_b1_spikes_only_for_positive_values_and_counts_synaptic_events():
     model.layers[1].set_weights([np.array([[1.0], [1.0]]), np.array([0.25])])
     x = np.array([[0.4, 0.2, 0.0]])  # third input is zero: silent in B1
     snn = exactsnn.convert(model, x, neuron="b1")
-    sim = snn.simulate(x, record=True)
+    sim = exactsnn.simulate(snn, x, record=True)
     t = sim.spike_times[0][0]
     sl = snn.hidden_layers[0]
     assert np.isclose(t[0], sl.t_max - 0.3) and np.isinf(t[1])  # Σ W = 0.9: no scaling
@@ -247,7 +248,7 @@ def test_b1_spikes_only_for_positive_values_and_counts_synaptic_events():
     # 2 input spikes × 2 hidden neurons + 1 hidden spike × 1 read-out neuron
     assert sim.synaptic_events == 5.0
     np.testing.assert_allclose(sim.logits, [[0.55]], atol=1e-12)
-    alpha = exactsnn.convert(model, x).simulate(x)
+    alpha = exactsnn.simulate(exactsnn.convert(model, x), x)
     assert alpha.synaptic_events == 3 * 2 + 2 * 1
 
 
@@ -257,6 +258,6 @@ def test_b1_window_overflow_fires_at_t_min_and_is_counted():
     model.layers[0].set_weights([np.array([[0.5]]), np.array([0.0])])
     model.layers[1].set_weights([np.array([[1.0]]), np.array([0.0])])
     snn = exactsnn.convert(model, np.array([[0.1]]), neuron="b1")
-    sim = snn.simulate(np.array([[1.0]]), record=True)
+    sim = exactsnn.simulate(snn, np.array([[1.0]]), record=True)
     assert sim.spike_times[0][0, 0] == snn.hidden_layers[0].t_min
     assert sim.deviating[0] == 1

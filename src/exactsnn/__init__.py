@@ -2,15 +2,16 @@
 
 Stanojevic et al., "An Exact Mapping From ReLU Networks to Spiking Neural Networks",
 Neural Networks (2023).  The stages follow the data: import → network description (ir) →
-preprocess (Phase 1) → spiking network (Phase 2) → simulate → measure.
+preprocess (Phase 1) → spiking network (Phase 2) → simulate (:func:`simulate`) → measure.
 """
 
 from __future__ import annotations
 
+from .simulator import Simulation, simulate
 from .spiking import SpikingNetwork
 
 __version__ = "0.1.0"
-__all__ = ["convert", "load", "SpikingNetwork", "__version__"]
+__all__ = ["convert", "load", "simulate", "Simulation", "SpikingNetwork", "__version__"]
 
 
 def convert(model, x_sample, *, input_range=(0.0, 1.0), zeta=0.5, lower=-10.0, upper=0.99,

@@ -71,11 +71,12 @@ def cmd_convert(args) -> None:
 
 def cmd_predict(args) -> None:
     from .serialize import atomic
+    from .simulator import simulate
 
     net = _load_network(args.network)
     x = _load_array(args.inputs, "inputs")
     _check_shape(x, net.input_shape, args.inputs)
-    sim = net.simulate(x, engine=args.engine, batch_size=args.batch_size, progress=sys.stderr.isatty())
+    sim = simulate(net, x, engine=args.engine, batch_size=args.batch_size, progress=sys.stderr.isatty())
     with atomic(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, logits=sim.logits, predictions=sim.predictions)
     print(f"wrote {args.output}: {sim.n_samples} samples, {int(sim.deviating.sum())} deviating spikes")

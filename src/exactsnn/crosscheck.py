@@ -528,10 +528,12 @@ def crosscheck(net: SpikingNetwork, x, dt: float = 1e-3, engine: str = "fast"):
     """
     import pandas as pd
 
+    from .simulator import simulate
+
     x = np.asarray(x, np.float64)
     b1 = getattr(net, "neuron", "alpha") == "b1"
     tol = 1e-9
-    ref = net.simulate(x, engine=engine, record=True)
+    ref = simulate(net, x, engine=engine, record=True)
     run = run_brian2(net, x, dt)
     a_priori, a_priori_logit = error_bounds(net, dt)
     bounds, logit_bound, decided = interval_bounds(net, x, dt, ref.spike_times, ref.logits)

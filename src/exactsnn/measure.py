@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .simulate import Simulation
+from .simulator import Simulation
 from .spiking import SpikingNetwork
 
 

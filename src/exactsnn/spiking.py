@@ -1,15 +1,10 @@
-"""Phase 2: the single-spike network of the α-model (DESIGN §2).
+"""Phase 2: the single-spike network (DESIGN §2), a plain data object.
 
-Layer n's neurons integrate from t_min^(n-1) with
-    dV_i/dt = α_i H(t − t_min^(n-1)) + Σ_j J_ij H(t − t_j),   V_i(t_min^(n-1)) = 0,
-fire once when V_i reaches ϑ_i, and at the latest at t_max^(n).  With the parameters of
-:func:`spiking_network` the spike comes at t_max^(n) − ReLU(W x + b)_i.
-
-The B1 model (after Stanojevic et al., Nature Communications 15, 6793, 2024, as defined in
-issue 7): during [t_min^(n-1), t_min^(n)) the potential integrates dV/dt = Σ_j W_ij H(t − t_j)
-and cannot fire; from t_min^(n) on the input currents are off and dV/dt = α_i (= 1);
-ϑ_i = B_n − b_i.  The spike comes at t_max^(n) − (W x + b)_i, and a neuron whose value is
-≤ 0 stays silent (absence codes 0), so spikes per neuron = activation density.
+Layer n's neurons fire in [t_min^(n), t_max^(n)]; their potential starts at
+t_start = t_min^(n-1).  The neurons' dynamics, thresholds and input coding are those of the
+network's neuron model (:mod:`exactsnn.neurons`: the 2023 α-model or B1); with the parameters
+of :func:`spiking_network` a hidden neuron fires at t_max^(n) − ReLU(W x + b)_i.  Simulating
+the network is :func:`exactsnn.simulate` (this module imports nothing from the simulator).
 """
 
 from __future__ import annotations
@@ -19,6 +14,7 @@ from functools import cached_property
 
 import numpy as np
 
+from .neurons import AlphaNeuron, neuron_model
 from .preprocess import AffineLayer, PreprocessedNetwork
 from .serialize import register
 
@@ -92,8 +88,9 @@ class SpikingLayer:
         return self.group_J(self.layer)
 
     def group_J(self, group: AffineLayer) -> np.ndarray:
-        """J of one synapse group; Σ_j W_ij runs over all groups of the neuron."""
-        return group.weight / (1.0 - self.weight_sums[0])
+        """J of one synapse group for α = 1 (:meth:`AlphaNeuron.synaptic_weights`); Σ_j W_ij
+        runs over all groups of the neuron."""
+        return AlphaNeuron.synaptic_weights(group.weight, self.weight_sums[0])
 
     @property
     def neurons(self) -> int:
@@ -105,9 +102,9 @@ class SpikingLayer:
 class SpikingNetwork:
     """The converted network: input coding, spiking layers and the read-out.
 
-    Inputs x in the raw domain become spikes at t = 1 − (x − p)/(q − p) in [t_min^(0),
-    t_max^(0)] = [0, 1] (in the B1 model an input of value ≤ 0 is silent, t = +inf).
-    ``neuron`` is "alpha" (the 2023 α-model) or "b1".
+    Inputs x in the raw domain become spikes in [t_min^(0), t_max^(0)] = [0, 1] by the neuron
+    model's input coding of x̂ = (x − p)/(q − p).  ``neuron`` names the model: "alpha" (the
+    2023 α-model) or "b1" (:mod:`exactsnn.neurons`).
     """
 
     input_shape: tuple
@@ -124,6 +121,12 @@ class SpikingNetwork:
         self.input_shape = tuple(int(s) for s in self.input_shape)
         self.input_range = tuple(float(v) for v in self.input_range)
         self.X = np.asarray(self.X, np.float64)
+        neuron_model(self.neuron)  # refuse an unknown model when the network is made
+
+    @property
+    def model(self):
+        """The neuron model's type (:mod:`exactsnn.neurons`)."""
+        return neuron_model(self.neuron)
 
     @property
     def hidden_layers(self) -> list:
@@ -147,25 +150,12 @@ class SpikingNetwork:
         return sum(l.layer.macs for l in self.layers)
 
     def input_times(self, x) -> np.ndarray:
-        """t = 1 − (x − p)/(q − p)."""
+        """Input spike times of raw inputs x: the model's coding of x̂ = (x − p)/(q − p)."""
         p, q = self.input_range
         x = np.asarray(x, np.float64)
         if x.ndim != len(self.input_shape) + 1 or x.shape[1:] != self.input_shape:
             raise ValueError(f"inputs have shape {x.shape[1:]}, the network expects {self.input_shape}")
-        t = 1.0 - (x - p) / (q - p)
-        if self.neuron == "b1":
-            t = np.where(t >= 1.0, np.inf, t)
-        return t
-
-    def simulate(self, x, **kwargs):
-        """Spike times and logits for inputs ``x``; see :func:`exactsnn.simulate.simulate`."""
-        from .simulate import simulate
-
-        return simulate(self, x, **kwargs)
-
-    def predict(self, x, **kwargs) -> np.ndarray:
-        """Float64 logits of the spiking network (potentials of the read-out at t_min^(L))."""
-        return self.simulate(x, **kwargs).logits
+        return self.model.input_times((x - p) / (q - p))
 
     def save(self, path) -> None:
         from .serialize import save
@@ -216,30 +206,20 @@ def time_windows(X: np.ndarray, zeta: float, skip_sources=()) -> list[tuple[floa
     return windows
 
 
-def thresholds(layer: AffineLayer, t_start: float, t_min: float, t_max: float, alpha: float = 1.0) -> np.ndarray:
-    """ϑ_i = α (t_max^(n) − t_min^(n-1)) + B_n Σ_j J_ij − (α + Σ_j J_ij) b_i  (per position for bias maps)."""
-    s = layer.weight_sum
-    j_sum = alpha * s / (1.0 - s)
-    return alpha * (t_max - t_start) + (t_max - t_min) * j_sum - (alpha + j_sum) * layer.bias
-
-
-NEURON_MODELS = ("alpha", "b1")
-
-
 def spiking_network(
     prep: PreprocessedNetwork, *, zeta: float = 0.5, alpha_sigma: float = 0.0, alpha_seed: int = 0,
     neuron: str = "alpha",
 ) -> SpikingNetwork:
     """Build the α-model SNN from the scaled network (Phase 2).
 
-    Windows from X_n and ζ (:func:`time_windows`), J and ϑ for α = 1 (:func:`thresholds`).
+    Windows from X_n and ζ (:func:`time_windows`), J and ϑ for α = 1 (the model's
+    ``synaptic_weights`` and ``threshold``, :mod:`exactsnn.neurons`).
     With ``alpha_sigma`` > 0 each hidden neuron gets α_i = 1 + N(0, σ_α²), drawn once from
     ``alpha_seed``, while J and ϑ stay those of α = 1 (device mismatch).  The read-out has
     α_i = b_i / (t_min^(L) − t_min^(L-1)), so its potential at t_min^(L) is b + W x.
     ``neuron="b1"``: ϑ_i = B_n − b_i and the read-out adds b to its potential instead.
     """
-    if neuron not in NEURON_MODELS:
-        raise ValueError(f"unknown neuron model {neuron!r}: choose one of {', '.join(NEURON_MODELS)}")
+    model = neuron_model(neuron)
     if len(prep.X) != len(prep.hidden):
         raise ValueError("the preprocessed network has no X_n for its hidden layers; run preprocess first")
     if np.any(prep.X < 0):
@@ -252,10 +232,7 @@ def spiking_network(
     t_maxes = {-1: 1.0, **{k: w[2] for k, w in enumerate(windows)}}
     layers = []
     for k, (layer, (t_start, t_min, t_max)) in enumerate(zip(prep.hidden, windows)):
-        if neuron == "b1":
-            theta = (t_max - t_min) - layer.bias
-        else:
-            theta = thresholds(layer, t_start, t_min, t_max)
+        theta = model.threshold(layer.weight_sum, layer.bias, t_start, t_min, t_max)
         alpha = np.ones(layer.output_shape)
         if alpha_sigma > 0:
             alpha = alpha + rng.normal(0.0, alpha_sigma, size=alpha.shape)
@@ -265,7 +242,7 @@ def spiking_network(
     out = prep.layers[-1]
     k = len(prep.hidden)
     t_start, t_min = (windows[-1][1], windows[-1][2]) if windows else (0.0, 1.0)
-    alpha_out = out.bias / (t_min - t_start)
+    alpha_out = model.readout_alpha(out.bias, t_start, t_min)
     delays = [t_maxes[k - 1] - t_maxes[g.source] for g in out.skips]
     layers.append(SpikingLayer(out, t_start, t_min, t_min, np.full(out.output_shape, np.nan), alpha_out, delays))
     return SpikingNetwork(

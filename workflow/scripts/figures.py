@@ -10,7 +10,7 @@ from exactsnn import plots
 p = snakemake.params
 network = exactsnn.load(snakemake.input.snn)
 x, y = open_data(snakemake.input.dataset).test(p.sample, p.sample + 1)
-simulation = network.simulate(x, record=True)
+simulation = exactsnn.simulate(network, x, record=True)
 label = int(y[0]) if y is not None else None
 log.info("sample %d: label %s, predicted %d", p.sample, label, simulation.predictions[0])
 

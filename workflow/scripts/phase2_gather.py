@@ -5,7 +5,7 @@ from wfutil import start
 log = start(snakemake)
 
 from exactsnn import serialize
-from exactsnn.simulate import Simulation
+from exactsnn.simulator import Simulation
 
 parts = [serialize.load(path) for path in snakemake.input.parts]
 for previous, part in zip(parts, parts[1:]):

@@ -20,7 +20,8 @@ x, _ = data.test(first, stop)
 result = {"first": first, "stop": stop}
 for key, network in networks.items():
     started = time.perf_counter()
-    result[key] = network.simulate(
+    result[key] = exactsnn.simulate(
+        network,
         x,
         engine=p.engine,
         batch_size=p.batch_size,

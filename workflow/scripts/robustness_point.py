@@ -9,7 +9,7 @@ from wfutil import atomic, open_data, start
 
 log = start(snakemake)
 
-from exactsnn import serialize
+from exactsnn import serialize, simulate
 from exactsnn.measure import summarize
 from exactsnn.spiking import spiking_network
 
@@ -34,7 +34,8 @@ for trial in range(trials):
         network, zeta=settings["zeta"], alpha_sigma=settings["alpha_sigma"], alpha_seed=seed
     )
     started = time.perf_counter()
-    simulation = snn.simulate(
+    simulation = simulate(
+        snn,
         x_test,
         engine=p.engine,
         batch_size=p.batch_size,

@@ -1,6 +1,6 @@
 """The certified fast path of one α-model layer, compiled once and kept in TensorFlow.
 
-:func:`exactsnn.simulate.simulate` runs every hidden layer of a noise-free α-model network
+:func:`exactsnn.simulate` runs every hidden layer of a noise-free α-model network
 through :class:`CompiledLayer`.  Between layers it carries the values x = t_max − t of the
 spikes (float64) as TensorFlow tensors: an input
 spike at t_j reaches layer n as x_j = t_min^(n) − t_j, delayed skips included.  Each layer is
@@ -22,7 +22,7 @@ one traced graph of
   2⁻¹⁰⁰ F max W⁺ for flushed subnormals: upper bounds where the majorant grows with W⁺x,
   lower bounds where it falls.
 
-The neurons left go to the event-driven walk of :mod:`exactsnn.simulate`, which first tries
+The neurons left go to the event-driven walk of :mod:`.event` and :mod:`.kernels`, which first tries
 two tighter per-neuron bounds.  A layer whose inputs are not all inside their window (after an
 upstream deviation) runs in NumPy there instead.
 """
@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ops
-from .spiking import SpikingLayer
+from .. import ops
+from ..neurons import AlphaNeuron, deviates, tolerance
+from ..spiking import SpikingLayer
 
 _U32 = 2.0 ** -24
 _BIT_OF_BIN = np.array([[(v >> k) & 1 for v in range(16)] for k in range(4)], np.int64)  # (bit, flag value)
@@ -90,17 +91,16 @@ class CompiledLayer:
         self.rel = 2.0 * _gamma(fan_in + 2)
         self.abs = 2.0 ** -100 * fan_in * max(max_pos, 1.0)
         # Certified for every input: all excitation at t_min^(n-1) still stays below ϑ.
-        static = sl.alpha * width + pos_sum / one_minus * width < sl.threshold
+        static = AlphaNeuron.static_certificate(sl.alpha, pos_sum, s, width, sl.threshold)
         self.static = tf.constant(np.broadcast_to(static, out))
         self.bias = tf.constant(np.broadcast_to(layer.bias, out), tf.float64)
         self.alpha = tf.constant(np.broadcast_to(sl.alpha, out), tf.float64)
         self.theta = tf.constant(np.broadcast_to(sl.threshold, out), tf.float64)
-        self.one_minus = tf.constant(one_minus, tf.float64)
+        self.weight_sum = tf.constant(s, tf.float64)
         self.inv_one_minus = tf.constant(1.0 / one_minus, tf.float64)
         self.alpha_S = tf.constant(np.broadcast_to(sl.alpha * width, out), tf.float64)
         self.S_neg = tf.constant(-width * neg_sum, tf.float64)  # S Σ|W⁻| ≥ 0
-        self.j_sum = tf.constant(s / one_minus, tf.float64)
-        self.tol = 1e-9 * max(1.0, abs(sl.t_max))
+        self.tol = tolerance(sl.t_max)
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, jit_compile=True, reduce_retracing=True, autograph=False)
@@ -178,20 +178,15 @@ class CompiledLayer:
             wx = wx + x * g["w"]
             p = p + x * tf.cast(g["w_pos"], tf.float64)
         z = wx + self.bias
-        # The closed form from the network's own ϑ, α and J (Σ_j J_ij t_j = ΣJ t_min − W x/(1 − S)).
-        closed = (self.theta + self.alpha * sl.t_start + self.j_sum * sl.t_min - wx / self.one_minus) / (
-            self.alpha + self.j_sum
-        )
-        spikes = tf.minimum(closed, sl.t_max)
-        deviating = (tf.abs(spikes - (sl.t_max - tf.maximum(z, 0.0))) > self.tol) | (spikes < sl.t_min - self.tol)
+        spikes = AlphaNeuron.spike_time(self.theta, self.alpha, sl.t_start, sl.t_min, sl.t_max, self.weight_sum, wx,
+                                        minimum=tf.minimum)
+        deviating = deviates(spikes, sl.t_max - tf.maximum(z, 0.0), sl.t_min, self.tol)
         x = sl.t_max - spikes
         a0 = self.alpha_S + (p * (1.0 + self.rel) + self.abs) * self.inv_one_minus
         a1 = self.alpha_S + wx * self.inv_one_minus
         b1 = (wx - (p * (1.0 - self.rel) - self.abs) + self.S_neg) * self.inv_one_minus
         th = self.theta
-        certified = self.static | (
-            (th > 0.0) & ((a0 < th) | ((a1 < th) & ((a0 - th) * b1 < th * (a0 - a1))))
-        )
+        certified = self.static | AlphaNeuron.certified(a0, a1, b1, th)
         bit = lambda c, k: tf.where(c, tf.constant(1 << k, tf.int8), tf.constant(0, tf.int8))
         flags = (
             bit(certified & (x > self.tol), 0) | bit(certified & deviating, 1)
@@ -200,25 +195,22 @@ class CompiledLayer:
         return x, flags, z
 
     def _pool(self, x):
-        """Sign-aware pooling on values: the earliest spike (max) where the sign is +, the
-        latest (min) where −."""
+        """Sign-aware pooling on values (:func:`exactsnn.ops.signed_max_pool`): the earliest
+        spike (max) where the sign is +, the latest (min) where −; explicit pads are value 0."""
         tf = _tf()
         for pool in self.sl.layer.pools:
             top, bottom, left, right = pool.pads
             if top or bottom or left or right:
                 x = tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]])
-            ksize, st, pad = [1, *pool.size, 1], [1, *pool.strides, 1], pool.padding.upper()
-            up = tf.nn.max_pool2d(x, ksize, st, pad)
-            if not np.all(pool.sign > 0):
-                up = tf.where(tf.constant(pool.sign > 0), up, -tf.nn.max_pool2d(-x, ksize, st, pad))
-            x = up
+            x = ops.signed_max_pool(x, pool.size, pool.strides, pool.padding, pool.sign)
         return x
 
 
 class CompiledReadout:
     """The read-out layer's potential at t_min^(L) from the compiled path's values (see
-    :func:`exactsnn.simulate.readout`): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij x_j⁺, the raw
-    values (an input before t_min^(L-1), x_j > S, counts from its arrival).
+    :func:`.layers.readout`): α (t_min^(L) − t_min^(L-1)) + Σ_j W_ij (t_min^(L) − t_j)⁺.  On this
+    path no spike comes after t_max, so every value x_j = t_min^(L) − t_j is ≥ 0 and the
+    positive part is x_j itself (an input before t_min^(L-1), x_j > S, counts from its arrival).
     Dense groups (the usual read-out: 10–1000 neurons) multiply in NumPy, which is several
     times faster than a TensorFlow call for such small products; convolutions in TensorFlow."""
 
@@ -226,8 +218,8 @@ class CompiledReadout:
         tf = _tf()
         layer = sl.layer
         self.sl = sl
-        self.width = sl.t_min - sl.t_start
-        self.base = np.broadcast_to(sl.alpha * self.width, layer.output_shape)
+        self.base = np.broadcast_to(AlphaNeuron.readout_base(sl.alpha, layer.bias, sl.t_start, sl.t_min),
+                                    layer.output_shape)
         self.groups = [
             dict(group=g, diagonal=False, w=tf.constant(g.weight, tf.float64) if g.kind == "conv"
                  else g.weight.reshape(-1, layer.channels))
@@ -241,15 +233,14 @@ class CompiledReadout:
 
     def logits(self, values: tuple) -> np.ndarray:
         """(N, classes) logits from the sources' values (tensors), one per synapse group."""
-        tf = _tf()
         v = self.base
         for k, (g, x) in enumerate(zip(self.groups, values)):
             if g["group"].kind == "dense":
-                arrived = np.maximum(np.asarray(x), 0.0)
+                x = np.asarray(x)
                 with _one_blas_thread():
-                    v = v + arrived.reshape(len(arrived), -1) @ g["w"]
+                    v = v + x.reshape(len(x), -1) @ g["w"]
             else:
-                v = v + self.conv(k, tf.maximum(x, 0.0)).numpy()
+                v = v + self.conv(k, x).numpy()
         return v.reshape(len(v), -1)
 
 

@@ -1,0 +1,156 @@
+"""The α-model of Stanojevic et al. (Neural Networks, 2023), DESIGN §2.
+
+A hidden neuron i of layer n integrates from the first event on, with no reset:
+    V_i(t) = α_i (t − t_start)⁺ + Σ_j J_ij (t − t_j)⁺,   t_start = t_min^(n-1),
+every input counting from its own arrival t_j (also one that arrives before t_start: a
+neuron of the layer before that fired early).  It fires once, at the first t with
+V_i(t) = ϑ_i, at the latest at t_max^(n) (that spike codes 0).  The read-out does not spike;
+its potential at t_min^(L) is the logit.
+
+Every function here is one equation, and each is the only place that equation is written.
+Arithmetic-only functions take NumPy arrays and TensorFlow tensors alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+class AlphaNeuron:
+    """The α-model: one spike per neuron, the value x coded at t_max^(n) − x."""
+
+    name = "alpha"
+    #: A value ≤ 0 is a spike at t_max (the model has no silent neurons).
+    silent_zero = False
+    #: A neuron can cross ϑ while inputs still arrive (a walk or a certificate decides).
+    crosses_while_integrating = True
+    #: The synapses carry J (not W).
+    synapse = "J"
+
+    # ------------------------------------------------------------------ parameters
+
+    @staticmethod
+    def input_times(unit):
+        """t = 1 − x̂ for inputs x̂ = (x − p)/(q − p) (values in [0, 1] inside the range)."""
+        return 1.0 - unit
+
+    @staticmethod
+    def synaptic_weights(weight, weight_sum, alpha=1.0):
+        """J_ij = α_i W_ij / (1 − Σ_j W_ij)."""
+        return alpha * weight / (1.0 - weight_sum)
+
+    @staticmethod
+    def threshold(weight_sum, bias, t_start: float, t_min: float, t_max: float, alpha=1.0):
+        """ϑ_i = α_i (t_max^(n) − t_min^(n-1)) + B_n Σ_j J_ij − (α_i + Σ_j J_ij) b_i."""
+        j_sum = alpha * weight_sum / (1.0 - weight_sum)
+        return alpha * (t_max - t_start) + (t_max - t_min) * j_sum - (alpha + j_sum) * bias
+
+    @staticmethod
+    def readout_alpha(bias, t_start: float, t_min: float):
+        """α_i of the read-out, b_i / (t_min^(L) − t_min^(L-1)): its potential at t_min^(L)
+        is then b + W x."""
+        return bias / (t_min - t_start)
+
+    # ------------------------------------------------------------------ spike times
+
+    @staticmethod
+    def spike_time(theta, alpha, t_start: float, t_min: float, t_max: float, weight_sum, wx, minimum=np.minimum):
+        """The crossing after the last input, forced to t_max^(n) at the latest:
+            t_i = min((ϑ_i + α_i t_start + Σ_j J_ij t_j) / (α_i + Σ_j J_ij), t_max^(n)),
+        with Σ_j J_ij t_j = ΣJ t_min − W x / (1 − ΣW) from wx = Σ_j W_ij (t_min^(n) − t_j),
+        the raw input times' values.  (= t_max − (W x + b) for the thresholds of
+        :meth:`threshold` with α = 1.)  ``minimum``: np.minimum or tf.minimum."""
+        one_minus = 1.0 - weight_sum
+        j_sum = weight_sum / one_minus
+        closed = (theta + alpha * t_start + j_sum * t_min - wx / one_minus) / (alpha + j_sum)
+        return minimum(closed, t_max)
+
+    @staticmethod
+    def static_certificate(alpha, pos_sum, weight_sum, width: float, theta):
+        """No crossing before the last input for any inputs inside [t_start, t_min]: all the
+        excitation at t_start, α S + S Σ J⁺ < ϑ with S = t_min − t_start."""
+        return alpha * width + pos_sum / (1.0 - weight_sum) * width < theta
+
+    @staticmethod
+    def certified(a0, a1, b1, theta):
+        """No crossing before the last input (DESIGN §4), from three values of a convex majorant.
+
+        With s = T − t ∈ [0, S'] (T the last input, S' = T − the first event) and
+        x_j = T − t_j:  V(T − s) = α (S − s)⁺ + Σ_j J_ij (x_j − s)⁺.  The α term and the
+        excitatory terms are convex in s; for any μ ∈ [0, 1] an inhibitory one is below
+        μ J_ij (x_j − s), so V is below a convex majorant with its maximum at an end:
+            s = 0:  (1 − μ) A₀ + μ A₁,   A₀ = α S + J⁺x,  A₁ = α S + J x;
+            s = S': μ B₁,                B₁ = J⁻x − S' ΣJ⁻ ≥ 0.
+        The majorant grows with A₀, A₁ and B₁, so upper bounds of them may be passed (the
+        float32 products of the fast path).  Some μ gives max((1 − μ) A₀ + μ A₁, μ B₁) < ϑ iff
+        ϑ > 0 and (A₀ < ϑ, or A₁ < ϑ and (A₀ − ϑ) B₁ < ϑ (A₀ − A₁)); no division.
+        """
+        return (theta > 0.0) & ((a0 < theta) | ((a1 < theta) & ((a0 - theta) * b1 < theta * (a0 - a1))))
+
+    # ------------------------------------------------------------------ read-out
+
+    @staticmethod
+    def arrived(t, t_start: float, t_min: float):
+        """What an input at t contributes per unit weight to a potential read at t_min:
+        (t_min − t)⁺, from its own arrival (before t_start too)."""
+        return np.maximum(t_min - t, 0.0)
+
+    @staticmethod
+    def readout_base(alpha, bias, t_start: float, t_min: float):
+        """The α current's part of the read-out potential at t_min^(L): α (t_min − t_start)."""
+        return alpha * (t_min - t_start)
+
+    # ------------------------------------------------------------------ potential
+
+    @staticmethod
+    def potential(t, input_times, weights, alpha: float, threshold: float, t_start: float, t_min: float):
+        """V(t) = α (t − t_start)⁺ + Σ_j w_j (t − t_j)⁺ at the times ``t`` (any shape)."""
+        t = np.asarray(t, np.float64)[..., None]
+        v = alpha * np.maximum(t[..., 0] - t_start, 0.0)
+        return v + (weights * np.maximum(t - np.asarray(input_times, np.float64), 0.0)).sum(-1)
+
+
+@njit(cache=True, nogil=True)
+def first_crossing(row, order, wrow, a, th, t_start, horizon):  # pragma: no cover - compiled
+    """First t < ``horizon`` with V(t) ≥ ϑ of one α-model neuron, NaN if none before it
+    (+inf for an infinite horizon): the crossing search of the event-driven walk.
+
+    The events (the inputs ``row[order]``, sorted, all before the horizon, and the α onset at
+    t_start) cut time into segments; after the events up to one, V(t) = C t − D with
+    C = Σ w, D = Σ w τ over them (w = J_j at τ_j, w = α at t_start).  V = 0 before the first
+    event.  The first segment that starts at V ≥ ϑ dates the crossing at its start (a crossing
+    exactly at an event, whatever the round-off on either side); otherwise the first one whose
+    line reaches ϑ before its end, at (ϑ + D)/C — after the last event this is the closed form
+    (ϑ + α t_start + Σ_j J_j τ_j)/(α + Σ_j J_j) of :meth:`AlphaNeuron.spike_time`.
+    """
+    n = order.shape[0]
+    C = 0.0
+    D = 0.0
+    i = 0
+    alpha_on = False
+    start = min(t_start, row[order[0]]) if n > 0 else t_start
+    while True:
+        next_input = row[order[i]] if i < n else np.inf
+        last = alpha_on and i == n
+        end = horizon if last else (min(next_input, t_start) if not alpha_on else next_input)
+        if start * C - D >= th:
+            return start
+        if C > 0.0:
+            cand = (th + D) / C
+            # Before the horizon: a crossing exactly at it is the closed form's.
+            if cand < end or (cand == end and not last):
+                return cand
+        if last:
+            return np.nan if horizon < np.inf else np.inf
+        if not alpha_on and t_start <= next_input:
+            C += a
+            D += a * t_start
+            alpha_on = True
+            start = t_start
+        else:
+            w = wrow[order[i]]
+            C += w
+            D += w * next_input
+            i += 1
+            start = next_input
