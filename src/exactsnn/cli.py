@@ -130,6 +130,8 @@ def cmd_caffe2keras(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .neurons import NEURON_MODELS
+
     parser = argparse.ArgumentParser(prog="exactsnn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -141,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--zeta", type=float, default=0.5, help="time-window margin ζ (default 0.5)")
     c.add_argument("--lower", type=float, default=-10.0, help="lower bound of Σ_j W_ij (default -10)")
     c.add_argument("--upper", type=float, default=0.99, help="upper bound of Σ_j W_ij (default 0.99)")
-    c.add_argument("--neuron", choices=("alpha", "b1"), default="alpha",
+    c.add_argument("--neuron", choices=NEURON_MODELS, default="alpha",
                    help="neuron model: alpha (2023, one spike per neuron) or b1 (silence codes zero)")
     c.set_defaults(func=cmd_convert)
 

@@ -12,14 +12,15 @@ from .kernels import DENSE_GEOMETRY, walk
 def first_crossings(tau, w, alpha, theta, t_start: float) -> np.ndarray:
     """First time V reaches ϑ, for neurons sharing input times (see :func:`.kernels.walk`).
 
-    tau (P, F) input times (≥ t_start), w (P, F, C) their weights J, alpha and theta (P, C).
+    tau (P, F) input times (any: an input before t_start counts from its arrival), w (P, F, C)
+    their weights J, alpha and theta (P, C).
     Returns (P, C), +inf where V never reaches ϑ.
     """
     P, F, C = np.shape(w)
     JT = np.ascontiguousarray(np.transpose(w, (0, 2, 1)).reshape(P * C, F), np.float64)
     out = walk(_time_rows(tau), np.arange(P + 1) * C, np.arange(P * C), JT,
-                np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
-                float(t_start), np.full(P, np.inf), False)
+               np.ascontiguousarray(alpha, np.float64).reshape(-1), np.ascontiguousarray(theta, np.float64).reshape(-1),
+               float(t_start), np.full(P, np.inf), False)
     return out.reshape(P, C)
 
 
@@ -80,7 +81,7 @@ def event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
     horizons = np.asarray(horizon, np.float64)[samples] if np.ndim(horizon) > 0 else np.full(len(fields), float(horizon))
     out = np.empty(len(b))
     out[by_field] = walk(field_data, starts, c[by_field], sl.synapse_weights_by_channel, alpha[by_field],
-                          theta[by_field], float(sl.t_start), horizons, bounds)
+                         theta[by_field], float(sl.t_start), horizons, bounds)
     return np.minimum(out, sl.t_max)  # NaN stays NaN
 
 
