@@ -187,9 +187,13 @@ class Methods:
         return np.concatenate([self._keras(tf.constant(x[i : i + bs])).numpy() for i in range(0, len(x), bs)])
 
     def fast(self, x):
+        import exactsnn
+
         return exactsnn.simulate(self.snn, x, batch_size=self.batch_size)
 
     def event(self, x):
+        import exactsnn
+
         # record=True: the recorded spike times are compared with the default engine's
         return exactsnn.simulate(self.snn, x, engine="event", batch_size=self.batch_size, record=True)
 
