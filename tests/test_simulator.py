@@ -261,3 +261,31 @@ def test_b1_window_overflow_fires_at_t_min_and_is_counted():
     sim = exactsnn.simulate(snn, np.array([[1.0]]), record=True)
     assert sim.spike_times[0][0, 0] == snn.hidden_layers[0].t_min
     assert sim.deviating[0] == 1
+
+
+@pytest.mark.parametrize("engine", ["fast", "event"])
+def test_thresholds_edited_after_a_simulation_are_simulated(engine):
+    """The engines keep per-layer constants with the layer; an edit of ϑ (in place, after a
+    run) must reach the next run, as if the edited network had been loaded afresh."""
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), L.Dense(8, activation="relu"), L.Dense(3)])
+    x = np.random.default_rng(1).uniform(0, 1, (10, 6))
+    snn = exactsnn.convert(model, x)
+    before = exactsnn.simulate(snn, x, engine=engine)
+    assert before.deviating.sum() == 0
+    snn.layers[0].threshold[...] *= 0.5
+    after = exactsnn.simulate(snn, x, engine=engine, record=True)
+    fresh = exactsnn.simulate(_reloaded(snn), x, engine=engine, record=True)
+    assert after.deviating.sum() > 0
+    np.testing.assert_array_equal(after.logits, fresh.logits)
+    np.testing.assert_array_equal(after.spike_times[0], fresh.spike_times[0])
+
+
+def _reloaded(net):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        net.save(Path(d) / "net.npz")
+        return exactsnn.load(Path(d) / "net.npz")

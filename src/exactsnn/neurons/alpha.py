@@ -55,16 +55,25 @@ class AlphaNeuron:
     # ------------------------------------------------------------------ spike times
 
     @staticmethod
-    def spike_time(theta, alpha, t_start: float, t_min: float, t_max: float, weight_sum, wx, minimum=np.minimum):
-        """The crossing after the last input, forced to t_max^(n) at the latest:
-            t_i = min((ϑ_i + α_i t_start + Σ_j J_ij t_j) / (α_i + Σ_j J_ij), t_max^(n)),
-        with Σ_j J_ij t_j = ΣJ t_min − W x / (1 − ΣW) from wx = Σ_j W_ij (t_min^(n) − t_j),
-        the raw input times' values.  (= t_max − (W x + b) for the thresholds of
-        :meth:`threshold` with α = 1.)  ``minimum``: np.minimum or tf.minimum."""
+    def closed_form(theta, alpha, t_start: float, t_min: float, weight_sum):
+        """The crossing after the last input as a line in the values x_j = t_min^(n) − t_j:
+            t_i = (ϑ_i + α_i t_start + Σ_j J_ij t_j) / (α_i + Σ_j J_ij) = c_i − g_i Σ_j W_ij x_j,
+            c_i = (ϑ_i + α_i t_start + ΣJ t_min) / (α_i + ΣJ),  g_i = 1 / ((1 − ΣW)(α_i + ΣJ)),
+        since Σ_j J_ij t_j = ΣJ t_min − Σ_j W_ij x_j / (1 − ΣW).  Returns (c, g), which depend
+        only on the network: computed once per layer.  For the thresholds of :meth:`threshold`
+        with α = 1, c = t_max − b and g = 1 (up to round-off): t = t_max − (W x + b)."""
         one_minus = 1.0 - weight_sum
         j_sum = weight_sum / one_minus
-        closed = (theta + alpha * t_start + j_sum * t_min - wx / one_minus) / (alpha + j_sum)
-        return minimum(closed, t_max)
+        denominator = alpha + j_sum
+        return (theta + alpha * t_start + j_sum * t_min) / denominator, 1.0 / (one_minus * denominator)
+
+    @staticmethod
+    def spike_time(line, wx, t_max: float, minimum=np.minimum):
+        """t_i = min(c_i − g_i wx_i, t_max^(n)): the closed form (``line`` = (c, g) of
+        :meth:`closed_form`) with the forced spike at t_max^(n); wx = Σ_j W_ij (t_min^(n) − t_j)
+        over the raw input times.  ``minimum``: np.minimum or tf.minimum."""
+        c, g = line
+        return minimum(c - g * wx, t_max)
 
     @staticmethod
     def static_certificate(alpha, pos_sum, weight_sum, width: float, theta):
@@ -122,7 +131,7 @@ def first_crossing(row, order, wrow, a, th, t_start, horizon):  # pragma: no cov
     event.  The first segment that starts at V ≥ ϑ dates the crossing at its start (a crossing
     exactly at an event, whatever the round-off on either side); otherwise the first one whose
     line reaches ϑ before its end, at (ϑ + D)/C — after the last event this is the closed form
-    (ϑ + α t_start + Σ_j J_j τ_j)/(α + Σ_j J_j) of :meth:`AlphaNeuron.spike_time`.
+    (ϑ + α t_start + Σ_j J_j τ_j)/(α + Σ_j J_j) of :meth:`AlphaNeuron.closed_form`.
     """
     n = order.shape[0]
     C = 0.0

@@ -11,7 +11,7 @@ from .. import ops
 from ..neurons import AlphaNeuron, B1Neuron, deviates, tolerance
 from ..spiking import SpikingLayer
 from .event import event_layer, event_neurons
-from .fastpath import compiled
+from .fastpath import closed_form, compiled
 
 
 def padded_inputs(sl: SpikingLayer, times: dict) -> list[np.ndarray]:
@@ -69,7 +69,7 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
     if engine not in ("fast", "event"):
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
     alpha, theta = sl.alpha, sl.threshold
-    spikes = AlphaNeuron.spike_time(theta, alpha, sl.t_start, sl.t_min, sl.t_max, s, w_x)
+    spikes = AlphaNeuron.spike_time(closed_form(sl), w_x, sl.t_max)
     batch = len(inputs[0])
     if noisy_inputs:  # inputs may arrive after t_min^(n)
         last = np.max([tp.reshape(batch, -1).max(axis=1) for tp in inputs], axis=0)

@@ -8,7 +8,7 @@ import numpy as np
 from .. import ops
 from ..neurons import deviates, tolerance
 from ..spiking import SpikingNetwork
-from .fastpath import compiled
+from .fastpath import compiled, forget_if_edited
 from .layers import b1_layer_spikes, layer_spikes, padded_inputs, readout, synaptic_events, compiled_layer
 from .result import Simulation
 
@@ -50,6 +50,8 @@ def simulate(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc=f"simulate ({engine})", unit="batch")
+    for sl in net.layers:
+        forget_if_edited(sl)
     last_use = net.scaled_network().last_use()
     # Noise-free α-model networks keep values x = t_max − t in TensorFlow (.fastpath).
     compiled_path = model.crosses_while_integrating and noise_sigma == 0
