@@ -318,7 +318,7 @@ def test_resume_after_killed_job_gives_the_same_table(tmp_path):
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     # Killed while Phase 2 runs: the network exists, the parts are being simulated.
-    _run_until_killed(config, resumed, resumed / "results" / "phase2" / "digits" / "fc" / "snn.npz")
+    _run_until_killed(config, resumed, resumed / "results" / "phase2" / "digits" / "fc" / "snn_alpha.npz")
     assert not (resumed / "results" / "table.csv").exists()
 
     # A killed Snakemake leaves its lock: --unlock, then run again. profiles/default sets

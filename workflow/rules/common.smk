@@ -181,6 +181,11 @@ def robustness_plots():
 
 FIGURES = ("raster", "histogram", "potentials", "output")
 
+# Every benchmark is converted to each neuron model (exactsnn.neurons), the paper's α-model
+# first: its network is the one the figures, the robustness study and the table's main
+# columns use.
+NEURONS = ("alpha", "b1")
+
 
 def figure_files():
     return [

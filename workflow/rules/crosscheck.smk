@@ -3,8 +3,7 @@
 
 rule crosscheck:
     input:
-        snn=rules.phase2_network.output.snn,
-        snn_b1=rules.phase2_network.output.snn_b1,
+        networks=rules.phase2_network.output.networks,
         dataset=dataset_file,
     output:
         table="results/crosscheck/{dataset}/{model}.csv",

@@ -3,7 +3,7 @@
 
 rule figures:
     input:
-        snn=rules.phase2_network.output.snn,
+        snn=rules.phase2_network.output.networks[0],
         dataset=dataset_file,
     output:
         raster=report(

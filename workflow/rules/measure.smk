@@ -5,8 +5,7 @@ rule measure:
     input:
         reference=rules.phase1.output.reference,
         phase1=rules.phase1.output.summary,
-        snn=rules.phase2_network.output.snn,
-        snn_b1=rules.phase2_network.output.snn_b1,
+        networks=rules.phase2_network.output.networks,
         simulation=rules.phase2_gather.output.simulation,
     output:
         metrics="results/measure/{dataset}/{model}/metrics.json",

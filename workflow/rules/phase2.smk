@@ -5,24 +5,23 @@ rule phase2_network:
     input:
         network=rules.phase1.output.network,
     output:
-        snn="results/phase2/{dataset}/{model}/snn.npz",
-        snn_b1="results/phase2/{dataset}/{model}/snn_b1.npz",
+        networks=expand("results/phase2/{{dataset}}/{{model}}/snn_{neuron}.npz", neuron=NEURONS),
     params:
         zeta=lookup(dpath="phase2/zeta", within=config),
+        neurons=NEURONS,
     log:
         "logs/phase2/{dataset}/{model}/network.log",
     conda:
         "../../envs/exactsnn.yaml"
     message:
-        "Phase 2: spiking networks (α-model and B1) of {wildcards.model} on {wildcards.dataset}"
+        "Phase 2: spiking networks (every neuron model) of {wildcards.model} on {wildcards.dataset}"
     script:
         "../scripts/phase2_network.py"
 
 
 rule phase2_part:
     input:
-        snn=rules.phase2_network.output.snn,
-        snn_b1=rules.phase2_network.output.snn_b1,
+        networks=rules.phase2_network.output.networks,
         dataset=dataset_file,
     output:
         part="results/phase2/{dataset}/{model}/parts/{part}.npz",

@@ -13,7 +13,7 @@ p = snakemake.params
 data = open_data(snakemake.input.dataset)
 x, _ = data.test(0, p.samples)
 frames = []
-for path in (snakemake.input.snn, snakemake.input.snn_b1):
+for path in snakemake.input.networks:
     network = exactsnn.load(path)
     table = crosscheck(network, x, dt=p.dt)
     log.info("%s: %s", network.neuron, dict(table.attrs))

@@ -1,4 +1,4 @@
-"""Rule phase2_part: simulate the spiking network on one part of the test set."""
+"""Rule phase2_part: simulate the spiking networks (one per neuron model) on one part of the test set."""
 
 import time
 
@@ -11,16 +11,16 @@ from exactsnn import serialize
 
 p = snakemake.params
 part = int(snakemake.wildcards.part)
-networks = {"simulation": exactsnn.load(snakemake.input.snn), "simulation_b1": exactsnn.load(snakemake.input.snn_b1)}
 data = open_data(snakemake.input.dataset, p.test_samples)
 first, stop = data.parts(p.parts)[part]
 log.info("part %d of %d: test samples [%d, %d)", part, p.parts, first, stop)
 x, _ = data.test(first, stop)
 
-result = {"first": first, "stop": stop}
-for key, network in networks.items():
+simulations, seconds = {}, {}
+for path in snakemake.input.networks:
+    network = exactsnn.load(path)
     started = time.perf_counter()
-    result[key] = exactsnn.simulate(
+    simulations[network.neuron] = exactsnn.simulate(
         network,
         x,
         engine=p.engine,
@@ -29,7 +29,6 @@ for key, network in networks.items():
         relu_reference=p.relu_reference,
         progress=True,  # a tqdm bar in the rule's log
     )
-    seconds = time.perf_counter() - started
-    log.info("%s: simulated %d samples in %.2f s", network.neuron, stop - first, seconds)
-    result["seconds" if key == "simulation" else "seconds_b1"] = seconds
-serialize.save(result, snakemake.output.part)
+    seconds[network.neuron] = time.perf_counter() - started
+    log.info("%s: simulated %d samples in %.2f s", network.neuron, stop - first, seconds[network.neuron])
+serialize.save({"first": first, "stop": stop, "simulations": simulations, "seconds": seconds}, snakemake.output.part)
