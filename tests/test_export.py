@@ -65,8 +65,15 @@ def residual_net(neuron):
     return build(neuron)
 
 
+def deviating_net(neuron):
+    """Outside the exact regime (ζ = −0.5, edited thresholds, ϑ ≤ 0): early spikes and early inputs."""
+    from test_crosscheck import deviating_dense_net
+
+    return deviating_dense_net(neuron)
+
+
 @pytest.mark.parametrize("neuron", ["alpha", "b1"])
-@pytest.mark.parametrize("build", [conv_net, dense_net, residual_net])
+@pytest.mark.parametrize("build", [conv_net, dense_net, residual_net, deviating_net])
 def test_hdf5_round_trip_is_exact(tmp_path, build, neuron):
     net, x = build(neuron)
     path = tmp_path / "snn.h5"
@@ -134,6 +141,24 @@ def test_hdf5_graph_lists_skips_with_their_delays(tmp_path):
         np.testing.assert_array_equal(skip["J"][()], net.layers[2].group_J(net.layers[2].layer.skips[0]))
 
 
+@pytest.mark.parametrize("neuron", ["alpha", "b1"])
+def test_hdf5_synapses_are_the_models(tmp_path, neuron):
+    """Each hidden layer's synaptic_weights names the model's synapse and its dataset holds
+    the model's synaptic weights; the read-out's are W."""
+    net, _ = residual_net(neuron)
+    model = net.model
+    save_hdf5(net, tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        for i, sl in enumerate(net.layers):
+            g = f["layers"][str(i)]
+            name = model.synapse if sl.hidden else "W"
+            assert g.attrs["synaptic_weights"] == name
+            for group, data in zip(sl.layer.groups, [g] + [g["skips"][str(k)] for k in range(len(sl.layer.skips))]):
+                want = model.synaptic_weights(group.weight, sl.layer.weight_sum) if sl.hidden else group.weight
+                np.testing.assert_array_equal(data[name][()], want)
+                assert ("J" in data) == (name == "J")
+
+
 def test_b1_files_name_w_as_the_synaptic_weights(tmp_path):
     net, _ = dense_net("b1")
     save_hdf5(net, tmp_path / "b1.h5")
@@ -156,6 +181,11 @@ def test_load_hdf5_rejects_other_files(tmp_path):
         f.attrs["format_version"] = FORMAT_VERSION + 1
     with pytest.raises(ValueError, match="newer"):
         load_hdf5(tmp_path / "new.h5")
+    save_hdf5(net, tmp_path / "lif.h5")
+    with h5py.File(tmp_path / "lif.h5", "a") as f:
+        f.attrs["neuron"] = "lif"
+    with pytest.raises(ValueError, match="unknown neuron model 'lif'"):
+        load_hdf5(tmp_path / "lif.h5")
 
 
 def test_save_refuses_fields_the_layout_does_not_know(tmp_path):

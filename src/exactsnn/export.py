@@ -26,16 +26,17 @@ Layout (format ``exactsnn-snn``, ``format_version`` 1)::
                    C-order flattened input, conv (kh, kw, c_in, c_out) acting on the input
                    cropped to ``used`` rows/cols and zero padded by ``pads``, then a
                    ``valid`` cross-correlation with ``strides`` and ``dilation``
-        J          float64 (α-model hidden layers): J = W / (1 − Σ_j W_ij), α = 1 (the sum runs
-                   over the whole receptive field, padded taps and skips included)
+        J          float64 (hidden layers of a model whose synapses carry J, the α-model):
+                   J = W / (1 − Σ_j W_ij), α = 1 (the sum runs over the whole receptive field,
+                   padded taps and skips included)
         bias       float64, output_shape: b (a per-position map for conv layers)
         threshold  float64, output_shape (hidden layers): ϑ
         alpha      float64, output_shape: α (read-out: b / (t_min^(L) − t_start))
         pools/<k>/ pools applied, in order, to the layer's spike times before its targets read them
         skips/<g>/ further synapse groups of the same neurons reading an earlier layer
                    (residual connections): attrs name, kind, source, input_shape, strides,
-                   dilation, pads, used, relu, delay; datasets W, J (α-model), bias (zero:
-                   the neurons' bias is the layer's)
+                   dilation, pads, used, relu, delay; datasets W, J (as the layer's), bias
+                   (zero: the neurons' bias is the layer's)
     pool: attrs size (2), strides (2), padding ("same" | "valid"), pads (4); dataset
           sign (C,): +1 the earliest spike of the window (max of values), −1 the latest
           (min of values: a negative batch-norm scale folded through the pool);
@@ -47,16 +48,24 @@ Layout (format ``exactsnn-snn``, ``format_version`` 1)::
                         (t_min^(target) − t_max^(source); 0 for the main group)
     /graph/edge_group   int64 (E,): 0 for the main group, g + 1 for skips/<g>
 
-The neurons (DESIGN §2; windows [t_min^(n), t_max^(n)] per layer):
+The neurons (DESIGN §2; windows [t_min^(n), t_max^(n)] per layer, t_start = t_min^(n-1);
+u⁺ = max(u, 0)):
 
-* ``neuron = "alpha"``: for t ≥ t_start, V(t_start) = 0,
-  dV_i/dt = α_i H(t − t_start) + Σ_j J_ij H(t − t_j); the neuron fires once, when V reaches
-  ϑ_i, and at t_max at the latest.  A padded conv tap is an input spike at the layer's t_min.
-* ``neuron = "b1"``: during [t_start, t_min) dV_i/dt = Σ_j W_ij H(t − t_j) and the neuron
-  cannot fire; from t_min on dV_i/dt = α_i; it fires once when V ≥ ϑ_i (at once at t_min
-  if V ≥ ϑ_i already) and stays silent if that is not before t_max.  Silence codes 0.
-* read-out: dV/dt = α H(t − t_start) + Σ_j W_ij H(t − t_j) (α-model) or Σ_j W_ij H(t − t_j)
-  plus b at the end (B1); the logits are V at t_min^(L).
+* ``neuron = "alpha"``: V_i(t) = α_i (t − t_start)⁺ + Σ_j J_ij (t − t_j)⁺, i.e.
+  dV_i/dt = α_i H(t − t_start) + Σ_j J_ij H(t − t_j) from V = 0 before the first event (the α
+  onset or an input).  Every input counts from its own arrival t_j, also one that arrives
+  before t_start (a neuron of the layer before that fired early, outside the exact regime);
+  nothing clamps an input time to a window.  The neuron fires once, at the first t where
+  V_i(t) = ϑ_i (at its first event if ϑ_i ≤ 0), and at t_max at the latest; that may be
+  before its last input.  A padded conv tap is an input spike at the layer's t_min.
+* ``neuron = "b1"``: during [t_start, t_min) dV_i/dt = Σ_j W_ij H(t − t_j) (an input before
+  t_start counts from t_start, one after t_min adds nothing) and the neuron cannot fire;
+  from t_min on dV_i/dt = α_i; it fires once when V ≥ ϑ_i (at once at t_min if V ≥ ϑ_i
+  already) and stays silent if that is not before t_max.  Silence codes 0.
+* read-out: no spikes; the logits are its potential at t_min^(L), with weights W:
+  α-model α (t_min^(L) − t_start) + Σ_j W_ij (t_min^(L) − t_j)⁺ over the raw input times
+  (the integral of α H(t − t_start) + Σ_j W_ij H(t − t_j)); B1
+  b + Σ_j W_ij (t_min^(L) − min(max(t_j, t_start), t_min^(L))).
 
 Inputs x in [p, q] spike at t = 1 − (x − p)/(q − p) (B1: no spike where t = 1).
 """
@@ -68,6 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .neurons import neuron_model
 from .preprocess import AffineLayer, Pool
 from .spiking import SpikingLayer, SpikingNetwork
 
@@ -183,12 +193,12 @@ def save_hdf5(net: SpikingNetwork, path) -> None:
     from .serialize import atomic
 
     _check_fields(net, {"input_shape", "input_range", "input_pools", "layers", "X", "zeta", "alpha_sigma", "alpha_seed", "neuron"})
-    neuron = getattr(net, "neuron", "alpha")
+    model = net.model
     with atomic(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["format"] = FORMAT
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["exactsnn_version"] = __version__
-        f.attrs["neuron"] = neuron
+        f.attrs["neuron"] = model.name
         f.attrs["input_shape"] = np.asarray(net.input_shape, np.int64)
         f.attrs["input_range"] = np.asarray(net.input_range, np.float64)
         f.attrs["zeta"] = float(net.zeta)
@@ -212,12 +222,12 @@ def save_hdf5(net: SpikingNetwork, path) -> None:
             g.attrs["t_start"] = float(sl.t_start)
             g.attrs["t_min"] = float(sl.t_min)
             g.attrs["t_max"] = float(sl.t_max)
-            uses_j = sl.hidden and neuron == "alpha"
-            g.attrs["synaptic_weights"] = "J" if uses_j else "W"
-            one_minus = 1.0 - layer.weight_sum
+            # The read-out's synapses carry W in every model; hidden ones the model's weights.
+            synapse = model.synapse if sl.hidden else "W"
+            g.attrs["synaptic_weights"] = synapse
             g.create_dataset("W", data=layer.weight)
-            if uses_j:
-                g.create_dataset("J", data=layer.weight / one_minus)
+            if synapse != "W":
+                g.create_dataset(synapse, data=model.synaptic_weights(layer.weight, layer.weight_sum))
             g.create_dataset("bias", data=layer.bias)
             if sl.hidden:
                 g.create_dataset("threshold", data=np.asarray(sl.threshold, np.float64))
@@ -239,8 +249,8 @@ def save_hdf5(net: SpikingNetwork, path) -> None:
                 s.attrs["relu"] = bool(skip.relu)
                 s.create_dataset("W", data=skip.weight)
                 s.create_dataset("bias", data=skip.bias)
-                if uses_j:
-                    s.create_dataset("J", data=skip.weight / one_minus)
+                if synapse != "W":
+                    s.create_dataset(synapse, data=model.synaptic_weights(skip.weight, layer.weight_sum))
                 edges.append((int(skip.source), i))
                 delays.append(delay)
                 kinds.append(k + 1)
@@ -303,9 +313,9 @@ def load_hdf5(path) -> SpikingNetwork:
             alpha_seed=int(f.attrs["alpha_seed"]),
         )
         neuron = str(f.attrs["neuron"])
-    if "neuron" in {fl.name for fl in dataclasses.fields(SpikingNetwork)}:
-        kw["neuron"] = neuron
-    elif neuron != "alpha":
-        raise ValueError(f"{path}: neuron model {neuron!r} needs a newer exactsnn")
-    return SpikingNetwork(**kw)
+    try:
+        neuron_model(neuron)
+    except ValueError as err:  # a model this exactsnn does not know
+        raise ValueError(f"{path}: {err}; the file may need a newer exactsnn") from None
+    return SpikingNetwork(**kw, neuron=neuron)
 

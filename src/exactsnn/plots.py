@@ -1,14 +1,19 @@
 """Figures of a spiking network at work, in the style of the paper's Figure 4.
 
 Pure functions: each takes a :class:`~exactsnn.spiking.SpikingNetwork` and the
-:class:`~exactsnn.simulate.Simulation` of a run made with ``record=True`` (plus the raw inputs
+:class:`~exactsnn.simulator.Simulation` of a run made with ``record=True`` (plus the raw inputs
 ``x`` of that run where input spikes are drawn) and returns a :class:`matplotlib.figure.Figure`;
 nothing is shown or saved, and pyplot's global state is not touched.
 
-The membrane potential of neuron i of a hidden layer, for t ≥ t_start = t_min^(n-1), is
-    V_i(t) = α_i (t − t_start) + Σ_j J_ij (t − max(t_j, t_start))⁺,
-and that of a read-out neuron the same with W_ij in place of J_ij and input times clipped to
-[t_start, t_min^(L)]; its value at t_min^(L) is the logit.
+The membrane potentials are the network's neuron model's (:mod:`exactsnn.neurons`,
+``model.potential``): for the α-model, neuron i of a hidden layer has
+    V_i(t) = α_i (t − t_start)⁺ + Σ_j J_ij (t − t_j)⁺,   t_start = t_min^(n-1),
+every input counting from its own arrival (also one before t_start) and V = 0 before the
+first event; B1 integrates W in [t_start, t_min^(n)), then ramps with α.  A read-out neuron
+has the model's potential of its inputs with weights W plus the model's constant part
+(``readout_base``: α-model α (t_min^(L) − t_start), B1 b), drawn as the current that
+delivers it over [t_start, t_min^(L)] (for the α-model its α current); its value at t_min^(L)
+is the logit.
 """
 
 from __future__ import annotations
@@ -50,48 +55,68 @@ def layer_input_times(net, x, sim, sample: int = 0) -> list[np.ndarray]:
     _check_recorded(net, sim, sample)
     t = net.input_times(np.asarray(x)[sample : sample + 1])
     for pool in net.input_pools:
-        t = np.asarray(pool.on_times(t))
+        t = np.asarray(pool.on_times(t, 1.0))  # explicit pads: value 0, a spike at t_max
     inputs = [t[0]]
     for n, sl in enumerate(net.hidden_layers):
         s = sim.spike_times[n][sample : sample + 1]
         for pool in sl.layer.pools:
-            s = np.asarray(pool.on_times(s))
+            s = np.asarray(pool.on_times(s, sl.t_max))
         inputs.append(s[0])
     return inputs
 
 
-def _receptive_field(sl, t_in: np.ndarray, position: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """(input times, weights) of the neuron at ``position`` (spatial indices, channel)."""
+def _receptive_field(sl, model, group_inputs: list, position: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(input times, synaptic weights) of the neuron at ``position`` (spatial indices, channel),
+    over all synapse groups of the layer (``group_inputs``: one sample's input of each group,
+    delays not yet added).  Padded taps spike at t_min^(n); the weights are the model's
+    ``synaptic_weights`` for hidden layers, W for the read-out."""
     layer = sl.layer
     channel = position[-1]
-    if layer.kind == "dense":
-        return np.asarray(t_in, np.float64).reshape(-1), layer.weight[:, channel]
-    padded = np.asarray(layer.padded(np.asarray(t_in, np.float64)[None], sl.t_min))[0]
-    kh, kw = layer.weight.shape[:2]
-    rows = position[0] * layer.strides[0] + np.arange(kh) * layer.dilation[0]
-    cols = position[1] * layer.strides[1] + np.arange(kw) * layer.dilation[1]
-    patch = padded[rows[:, None], cols[None, :], :]
-    return patch.reshape(-1), layer.weight[..., channel].reshape(-1)
+    times, weights = [], []
+    for g, delay, t_in in zip(layer.groups, sl.group_delays(), group_inputs):
+        t_in = np.asarray(t_in, np.float64) + delay
+        w = model.synaptic_weights(g.weight, layer.weight_sum) if sl.hidden else g.weight
+        if g.kind == "dense":
+            times.append(t_in.reshape(-1))
+            weights.append(np.asarray(w)[:, channel])
+            continue
+        padded = np.asarray(g.padded(t_in[None], sl.t_min))[0]
+        kh, kw = g.weight.shape[:2]
+        rows = position[0] * g.strides[0] + np.arange(kh) * g.dilation[0]
+        cols = position[1] * g.strides[1] + np.arange(kw) * g.dilation[1]
+        times.append(padded[rows[:, None], cols[None, :], :].reshape(-1))
+        weights.append(np.asarray(w)[..., channel].reshape(-1))
+    return np.concatenate(times), np.concatenate(weights)
 
 
-def potential(sl, t_in: np.ndarray, position: tuple, t: np.ndarray) -> np.ndarray:
+def potential(sl, t_in: np.ndarray, position: tuple, t: np.ndarray, *, model, skip_inputs=()) -> np.ndarray:
     """V(t) of the neuron at ``position`` of layer ``sl`` given its layer's input times ``t_in``.
 
     ``t_in`` is one sample's input to the layer (no batch axis), ``position`` indexes the
-    layer's output (``(i,)`` for dense, ``(row, col, channel)`` for conv).  Before t_start the
-    potential is 0.
+    layer's output (``(i,)`` for dense, ``(row, col, channel)`` for conv); ``model`` is the
+    network's neuron model (``net.model``).  A layer with residual connections also needs the
+    input of each skip group (``skip_inputs``, in the order of ``sl.layer.skips``; undelayed).
+    Hidden layers: the model's ``potential``; read-out: see the module docstring.
     """
+    skips = list(sl.layer.skips)
+    if len(skip_inputs) != len(skips):
+        raise ValueError(f"layer {sl.layer.name!r} has {len(skips)} skip groups: pass their inputs as skip_inputs")
     t = np.asarray(t, np.float64)
-    times, weight = _receptive_field(sl, t_in, position)
+    times, weight = _receptive_field(sl, model, [t_in, *skip_inputs], position)
     alpha = float(np.broadcast_to(sl.alpha, sl.layer.output_shape)[position])
     if sl.hidden:
-        weight = weight / (1.0 - sl.layer.weight_sum[position[-1]])
-        times = np.maximum(times, sl.t_start)
-    else:
-        times = np.clip(times, sl.t_start, sl.t_min)
-    ramp = np.maximum(t[:, None] - times[None, :], 0.0) @ weight
-    v = alpha * (t - sl.t_start) + ramp
-    return np.where(t >= sl.t_start, v, 0.0)
+        theta = float(np.broadcast_to(sl.threshold, sl.layer.output_shape)[position])
+        return model.potential(t, times, weight, alpha, theta, sl.t_start, sl.t_min)
+    bias = float(np.broadcast_to(sl.layer.bias, sl.layer.output_shape)[position])
+    base = model.readout_base(alpha, bias, sl.t_start, sl.t_min)
+    ramp = np.clip((t - sl.t_start) / (sl.t_min - sl.t_start), 0.0, 1.0)
+    return base * ramp + model.potential(t, times, weight, 0.0, np.nan, sl.t_start, sl.t_min)
+
+
+def _group_inputs(sl, inputs: list) -> tuple:
+    """(main group's input, skip groups' inputs) of a layer from :func:`layer_input_times`."""
+    main, *skips = [inputs[g.source + 1] for g in sl.layer.groups]
+    return main, skips
 
 
 def _shade_windows(ax, net, *, label: bool = False) -> None:
@@ -121,13 +146,15 @@ def raster(net, sim, x, sample: int = 0, *, max_neurons: int = 2000) -> Figure:
     for ax, t, name in zip(axes, times, names):
         flat = t.reshape(-1)
         keep = _subsample(flat.size, max_neurons)
+        keep = keep[np.isfinite(flat[keep])]  # silent neurons (a silent_zero model) have no spike
         _shade_windows(ax, net)
         ax.scatter(flat[keep], keep, s=2, c="k", marker="|", linewidths=0.6)
         ax.set_ylabel(f"{name}\nneuron", fontsize=8)
         ax.set_ylim(-0.5, flat.size - 0.5)
     axes[-1].set_xlabel("time")
     axes[-1].set_xlim(0.0, net.latency * 1.02)
-    fig.suptitle(f"Spikes of test sample {sample} (every neuron fires once)")
+    coding = "silence codes 0" if net.model.silent_zero else "every neuron fires once"
+    fig.suptitle(f"Spikes of test sample {sample} ({coding})")
     return fig
 
 
@@ -139,7 +166,8 @@ def spike_time_histogram(net, sim, sample: int = 0, *, bins: int = 60) -> Figure
     _shade_windows(ax, net)
     edges = np.linspace(1.0, net.latency, bins + 1) if net.latency > 1.0 else bins
     for s, name in zip(sim.spike_times, _layer_names(net)):
-        ax.hist(s[sample].reshape(-1), bins=edges, histtype="step", label=name)
+        t = s[sample].reshape(-1)
+        ax.hist(t[np.isfinite(t)], bins=edges, histtype="step", label=name)
     ax.set_yscale("log")
     ax.set_xlabel("spike time")
     ax.set_ylabel("spikes")
@@ -161,7 +189,8 @@ def _pick_neurons(spikes: np.ndarray, t_max: float, count: int) -> list[tuple]:
 def membrane_potentials(net, sim, x, sample: int = 0, *, neurons: int = 5, points: int = 400) -> Figure:
     """Membrane potentials of ``neurons`` neurons per hidden layer for one sample.
 
-    Each trace starts at t_min^(n-1), crosses its threshold (dashed) at the spike (dot).
+    Each trace starts at t_min^(n-1) (or at the layer's first input, if one arrives before)
+    and crosses its threshold (dashed) at the spike (dot).
     """
     inputs = layer_input_times(net, x, sim, sample)
     hidden = net.hidden_layers
@@ -169,17 +198,21 @@ def membrane_potentials(net, sim, x, sample: int = 0, *, neurons: int = 5, point
     axes = fig.subplots(len(hidden), 1, squeeze=False)[:, 0]
     for n, (ax, sl, name) in enumerate(zip(axes, hidden, _layer_names(net))):
         spikes = sim.spike_times[n][sample]
-        t = np.linspace(sl.t_start, sl.t_max, points)
+        main, skips = _group_inputs(sl, inputs)
+        arrivals = np.concatenate([np.ravel(u) + d for u, d in zip([main, *skips], sl.group_delays())])
+        start = float(np.min(arrivals, initial=sl.t_start))  # inputs may come before t_start
+        t = np.linspace(start, sl.t_max, points)
         ax.axvspan(sl.t_min, sl.t_max, color=_WINDOW_COLOR, zorder=0)
         for k, position in enumerate(_pick_neurons(spikes, sl.t_max, neurons)):
             color = f"C{k % 10}"
-            v = potential(sl, inputs[n], position, t)
+            v = potential(sl, main, position, t, model=net.model, skip_inputs=skips)
             theta = float(sl.threshold[position])
             t_spike = float(spikes[position])
             ax.plot(t, v, color=color, lw=1)
             ax.axhline(theta, color=color, lw=0.6, ls="--")
-            ax.plot([t_spike], [theta], "o", color=color, ms=3)
-        ax.set_xlim(sl.t_start, sl.t_max)
+            if np.isfinite(t_spike):
+                ax.plot([t_spike], [theta], "o", color=color, ms=3)
+        ax.set_xlim(start, sl.t_max)
         ax.set_ylabel(f"{name}\nV(t)", fontsize=8)
     axes[-1].set_xlabel("time")
     fig.suptitle(f"Membrane potentials, test sample {sample}")
@@ -195,8 +228,9 @@ def output_potentials(net, sim, x, sample: int = 0, *, points: int = 200) -> Fig
     predicted = int(np.argmax(logits))
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
+    main, skips = _group_inputs(out, inputs)
     for c in range(out.layer.output_shape[-1]):
-        v = potential(out, inputs[-1], (c,), t)
+        v = potential(out, main, (c,), t, model=net.model, skip_inputs=skips)
         ax.plot(t, v, lw=2.0 if c == predicted else 0.8, label=f"{c}" + (" (predicted)" if c == predicted else ""))
         ax.plot([out.t_min], [logits[c]], "o", color=ax.lines[-1].get_color(), ms=3)
     ax.set_xlabel("time")
