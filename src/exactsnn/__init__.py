@@ -16,17 +16,19 @@ __all__ = ["convert", "load", "simulate", "Simulation", "SpikingNetwork", "__ver
 
 def convert(model, x_sample, *, input_range=(0.0, 1.0), zeta=0.5, lower=-10.0, upper=0.99,
             alpha_sigma=0.0, alpha_seed=0, neuron="alpha") -> SpikingNetwork:
-    """Map a trained Keras ReLU network to its exact single-spike network.
+    """Map a trained ReLU network to its exact single-spike network.
 
-    ``x_sample`` (training inputs, in the raw domain the model takes) gives X_n;
-    ``input_range`` = (p, q) is the range of the raw inputs; ``neuron`` is "alpha" (the
-    2023 model, one spike per neuron) or "b1" (silence codes zero).
+    ``model`` is a Keras model, an ONNX model (``onnx.ModelProto``), a path to either (``.onnx``
+    or a Keras file) or an already imported :class:`exactsnn.ir.Graph`
+    (:func:`exactsnn.importers.import_model`).  ``x_sample`` (training inputs, in the raw domain
+    the model takes, channels last) gives X_n; ``input_range`` = (p, q) is the range of the raw
+    inputs; ``neuron`` is "alpha" (the 2023 model, one spike per neuron) or "b1" (silence codes zero).
     """
-    from .importers.keras import import_keras
+    from .importers import import_model
     from .preprocess import preprocess
     from .spiking import spiking_network
 
-    prep = preprocess(import_keras(model), x_sample, input_range=input_range, lower=lower, upper=upper)
+    prep = preprocess(import_model(model), x_sample, input_range=input_range, lower=lower, upper=upper)
     return spiking_network(prep, zeta=zeta, alpha_sigma=alpha_sigma, alpha_seed=alpha_seed, neuron=neuron)
 
 

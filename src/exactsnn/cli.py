@@ -51,19 +51,15 @@ def _check_shape(x: np.ndarray, shape: tuple, path: str) -> None:
 
 
 def cmd_convert(args) -> None:
-    import keras
-
     from . import convert
+    from .importers import import_model, read_model
 
     if not Path(args.model).is_file():
-        raise CLIError(f"{args.model}: no such file (Keras model)")
-    try:
-        model = keras.models.load_model(args.model, compile=False)
-    except Exception as err:
-        raise CLIError(f"{args.model}: cannot load as a Keras model ({err})") from err
+        raise CLIError(f"{args.model}: no such file (model)")
+    graph = import_model(read_model(args.model))  # by file type: .onnx → ONNX, anything else → Keras
     sample = _load_array(args.sample, "training sample")
-    _check_shape(sample, model.inputs[0].shape[1:], args.sample)
-    net = convert(model, sample, input_range=tuple(args.input_range), zeta=args.zeta, lower=args.lower,
+    _check_shape(sample, graph.nodes[graph.source].shape, args.sample)
+    net = convert(graph, sample, input_range=tuple(args.input_range), zeta=args.zeta, lower=args.lower,
                   upper=args.upper, neuron=args.neuron)
     net.save(args.output)
     print(f"wrote {args.output}: {len(net.hidden_layers)} spiking layers, {net.hidden_neurons} neurons, latency {net.latency:.6g}")
@@ -135,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="exactsnn", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("convert", help="map a Keras ReLU model to its exact SNN")
-    c.add_argument("model", help="trained Keras model (.keras)")
+    c = sub.add_parser("convert", help="map a Keras or ONNX ReLU model to its exact SNN")
+    c.add_argument("model", help="trained model: ONNX (.onnx) or Keras (.keras, .h5)")
     c.add_argument("sample", help="training sample for X_n (.npy, raw input domain)")
     c.add_argument("-o", "--output", required=True, help="spiking network to write (.npz)")
     c.add_argument("--input-range", nargs=2, type=float, default=(0.0, 1.0), metavar=("P", "Q"))
