@@ -781,3 +781,41 @@ def test_cli_refuses_an_unsupported_operator_in_one_line(tmp_path, capsys):
     np.save(tmp_path / "x_nchw.npy", np.zeros((2, 3, 6, 6)))  # the layout the ONNX model takes: not what the SNN takes
     assert main(["convert", str(tmp_path / "good.onnx"), str(tmp_path / "x_nchw.npy"), "-o", str(tmp_path / "s.npz")]) == 2
     assert "arrays of shape (N, 6, 6, 3) expected, got (2, 3, 6, 6)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- workflow
+
+
+def _digits_onnx(path):
+    """A LeNet-like ONNX model for the 8×8 digits (NCHW, random weights), written to ``path``."""
+    b = Builder((1, 8, 8), seed=11)
+    h = b.relu(b.bn(b.conv(b.input, 1, 8, 3, pads=[1, 1, 1, 1]), 8))
+    h = b.node("MaxPool", [h], kernel_shape=[2, 2], strides=[2, 2])  # 4 × 4
+    h = b.relu(b.gemm(b.node("Flatten", [h], axis=1), 128, 32, transB=1))
+    onnx.save(b.model(b.node("Softmax", [b.gemm(h, 32, 10, transB=1)], axis=1)), str(path))
+
+
+@pytest.mark.workflow
+def test_workflow_benchmark_from_an_onnx_file(tmp_path):
+    """A benchmark that names an .onnx weights file instead of an architecture: it is imported
+    (rule onnx_model), not trained, and its row is exact like every other."""
+    from test_workflow import check_exact, job_counts, read_table, snakemake, write_config
+
+    weights = tmp_path / "digits_net.onnx"
+    _digits_onnx(weights)
+    row = {"dataset": "digits", "model": "onnxnet", "weights": str(weights), "parts": 2, "test_samples": 90}
+    bad = write_config(tmp_path / "bad.yaml", benchmarks=[{**row, "recipe": "adam_mnist"}])
+    result = snakemake("-n", "--configfile", str(bad), workdir=tmp_path / "bad")
+    assert result.returncode != 0 and "config key 'benchmarks[0].recipe'" in result.stdout + result.stderr
+    config = write_config(tmp_path / "onnx.yaml", benchmarks=[row])
+    run = tmp_path / "run"
+    planned = snakemake("-n", "--configfile", str(config), workdir=run)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    counts = job_counts(planned.stdout)
+    assert counts["onnx_model"] == 1 and "train" not in counts
+    result = snakemake("--cores", "2", "--configfile", str(config), workdir=run, timeout=900)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    table = read_table(run)
+    check_exact(table)
+    assert table.loc[0, "model"] == "onnxnet" and table.loc[0, "test_samples"] == 90
+    assert (run / "results" / "train" / "digits" / "onnxnet" / "model.onnx").is_file()

@@ -134,6 +134,18 @@ def weights_input(wildcards):
     return [weights] if weights else []
 
 
+def is_onnx(dataset, model):
+    """A benchmark whose `weights` is an ONNX model: imported from the file, not trained."""
+    weights = BENCHMARKS[dataset][model]["weights"]
+    return dataset in TRAINED and bool(weights) and str(weights).lower().endswith(".onnx")
+
+
+def trained_model(wildcards):
+    """The network Phase 1 reads: the ONNX copy (onnx_model) or the Keras model (train, ...)."""
+    suffix = "onnx" if is_onnx(wildcards.dataset, wildcards.model) else "keras"
+    return f"results/train/{wildcards.dataset}/{wildcards.model}/model.{suffix}"
+
+
 def phase2_parts(wildcards):
     """The Phase 2 part files of one benchmark, gathered in order."""
     n = BENCHMARKS[wildcards.dataset][wildcards.model]["parts"]

@@ -3,7 +3,7 @@
 
 rule phase1:
     input:
-        model="results/train/{dataset}/{model}/model.keras",
+        model=trained_model,
         dataset=dataset_file,
     output:
         network="results/phase1/{dataset}/{model}/network.npz",

@@ -1,4 +1,5 @@
-# Stage "train": the ReLU network, trained with a seeded recipe or loaded from a weights file.
+# Stage "train": the ReLU network, trained with a seeded recipe, loaded from a weights file, or
+# imported from an ONNX model.
 
 
 rule train:
@@ -26,3 +27,24 @@ rule train:
         "Training (or loading) {wildcards.model} on {wildcards.dataset}"
     script:
         "../scripts/train.py"
+
+
+# A benchmark whose weights are an ONNX model (PyTorch, ... exports): imported, checked against
+# the dataset, and kept as a self-contained copy; no architecture is built and nothing is trained.
+rule onnx_model:
+    wildcard_constraints:
+        dataset=one_of(TRAINED),
+    input:
+        dataset=rules.data.output.dataset,
+        weights=weights_input,
+    output:
+        model="results/train/{dataset}/{model}/model.onnx",
+        summary="results/train/{dataset}/{model}/onnx.json",
+    log:
+        "logs/train/{dataset}/{model}.log",
+    conda:
+        "../../envs/exactsnn.yaml"
+    message:
+        "Importing {wildcards.model} for {wildcards.dataset} from its ONNX model"
+    script:
+        "../scripts/onnx_model.py"

@@ -1,7 +1,9 @@
 """Rule phase1: fold and scale the network, X_n from a training sample, reference predictions.
 
 The reference predictions (original and scaled ReLU network) are computed over the test set in
-chunks, so that image sets of tens of thousands of images never sit in memory at once.
+chunks, so that image sets of tens of thousands of images never sit in memory at once.  The
+original is the Keras model run in float64, or for an ONNX model the float64 evaluation of its
+import (exactsnn.evaluate; onnxruntime would compute in float32).
 """
 
 import time
@@ -12,22 +14,30 @@ from wfutil import atomic, open_data, start, write_json, write_npz
 
 log = start(snakemake)
 
-import keras
-
-from exactsnn.importers.keras import import_keras, keras_logits
 from exactsnn.preprocess import preprocess
 
 p = snakemake.params
 data = open_data(snakemake.input.dataset, p.test_samples)
-model = keras.models.load_model(snakemake.input.model, compile=False)
+if str(snakemake.input.model).endswith(".onnx"):
+    from exactsnn.evaluate import evaluate
+    from exactsnn.importers.onnx import import_onnx
+
+    graph = import_onnx(snakemake.input.model)
+    original_logits = lambda x: evaluate(graph, x)  # noqa: E731
+else:
+    import keras
+
+    from exactsnn.importers.keras import import_keras, keras_logits
+
+    model = keras.models.load_model(snakemake.input.model, compile=False)
+    graph = import_keras(model)
+    original_logits = lambda x: keras_logits(model, x)  # noqa: E731
 
 x_sample = data.sample(p.samples, p.seed)
 n_sample = len(x_sample)
 log.info("X_n from %d training samples; %d test samples", n_sample, data.n_test)
 started = time.perf_counter()
-network = preprocess(
-    import_keras(model), x_sample, input_range=data.input_range, lower=p.lower, upper=p.upper
-)
+network = preprocess(graph, x_sample, input_range=data.input_range, lower=p.lower, upper=p.upper)
 seconds_preprocess = time.perf_counter() - started
 del x_sample
 
@@ -36,7 +46,7 @@ seconds_original = seconds_scaled = 0.0
 for first in range(0, data.n_test, p.batch_size):
     x, y = data.test(first, first + p.batch_size)
     started = time.perf_counter()
-    original.append(keras_logits(model, x))
+    original.append(original_logits(x))
     seconds_original += time.perf_counter() - started
     started = time.perf_counter()
     scaled.append(network.forward(x))
