@@ -819,3 +819,18 @@ def test_workflow_benchmark_from_an_onnx_file(tmp_path):
     check_exact(table)
     assert table.loc[0, "model"] == "onnxnet" and table.loc[0, "test_samples"] == 90
     assert (run / "results" / "train" / "digits" / "onnxnet" / "model.onnx").is_file()
+
+
+def test_readme_pytorch_example(tmp_path, monkeypatch, capsys):
+    """The README's PyTorch block runs and shows what it claims."""
+    import re
+    from pathlib import Path
+
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")  # the default exporter needs it
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"## PyTorch and other frameworks: ONNX models\n.*?```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "agreement 1.0" in out and "deviating spikes 0" in out, out
