@@ -15,7 +15,7 @@ __all__ = ["convert", "load", "simulate", "Simulation", "SpikingNetwork", "__ver
 
 
 def convert(model, x_sample, *, input_range=(0.0, 1.0), zeta=0.5, lower=-10.0, upper=0.99,
-            alpha_sigma=0.0, alpha_seed=0, neuron="alpha") -> SpikingNetwork:
+            alpha_sigma=0.0, alpha_seed=0, neuron="alpha", clip_inputs=False) -> SpikingNetwork:
     """Map a trained ReLU network to its exact single-spike network.
 
     ``model`` is a Keras model, an ONNX model (``onnx.ModelProto``), a path to either (``.onnx``
@@ -23,12 +23,15 @@ def convert(model, x_sample, *, input_range=(0.0, 1.0), zeta=0.5, lower=-10.0, u
     (:func:`exactsnn.importers.import_model`).  ``x_sample`` (training inputs, in the raw domain
     the model takes, channels last) gives X_n; ``input_range`` = (p, q) is the range of the raw
     inputs; ``neuron`` is "alpha" (the 2023 model, one spike per neuron) or "b1" (silence codes zero).
+    The sample must be finite and inside ``input_range`` unless ``clip_inputs`` (then it is
+    clipped, with a :class:`exactsnn.checks.ClippedInputsWarning` saying how many values).
     """
     from .importers import import_model
     from .preprocess import preprocess
     from .spiking import spiking_network
 
-    prep = preprocess(import_model(model), x_sample, input_range=input_range, lower=lower, upper=upper)
+    prep = preprocess(import_model(model), x_sample, input_range=input_range, lower=lower, upper=upper,
+                      clip_inputs=clip_inputs)
     return spiking_network(prep, zeta=zeta, alpha_sigma=alpha_sigma, alpha_seed=alpha_seed, neuron=neuron)
 
 

@@ -7,7 +7,9 @@ cannot represent) ends with one line on stderr and exit status 2, not a tracebac
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +26,43 @@ def _load_array(path: str, what: str) -> np.ndarray:
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as err:  # numpy raises several types for non-.npy content
-        raise CLIError(f"{path}: not a NumPy .npy array ({err})") from err
+        detail = " ".join(str(err).split())[:200] or type(err).__name__
+        raise CLIError(f"{path}: not a NumPy .npy array, or a truncated one ({detail})") from err
     if not isinstance(arr, np.ndarray):
         raise CLIError(f"{path}: expected a single .npy array, got an archive")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise CLIError(f"{path}: {what} must be numeric, got dtype {arr.dtype}")
     return arr.astype(np.float64)
+
+
+def _check_array(x: np.ndarray, shape: tuple, input_range, path: str, clip: bool) -> np.ndarray:
+    """Shape, finiteness and input range of an array read from ``path``
+    (:func:`exactsnn.checks.check_inputs`); clipped values are reported on stderr."""
+    from .checks import check_inputs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x = check_inputs(x, shape, input_range, what=path, clip=clip)
+    for w in caught:
+        print(f"exactsnn: {w.message}", file=sys.stderr)
+    return x
+
+
+def _check_output(path: str) -> None:
+    """Refuse an output path that cannot be written before any work is done (a directory,
+    a parent that is a file, a folder without write permission)."""
+    p = Path(path)
+    if p.is_dir():
+        raise CLIError(f"{path}: is a directory; -o needs a file name")
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the writer creates missing folders; check the first that exists
+    if not parent.is_dir():
+        raise CLIError(f"{path}: cannot be written, {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{path}: cannot be written, no write permission in {parent}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise CLIError(f"{path}: cannot be written, the file is read-only")
 
 
 def _load_network(path: str):
@@ -39,7 +72,7 @@ def _load_network(path: str):
     try:
         net = load(path)
     except (FileNotFoundError, ValueError, OSError) as err:
-        raise CLIError(str(err)) from err
+        raise CLIError(str(err).splitlines()[0] if str(err) else f"{path}: cannot be read") from err
     if not isinstance(net, SpikingNetwork):
         raise CLIError(f"{path}: holds a {type(net).__name__}, not a spiking network")
     return net
@@ -54,11 +87,12 @@ def cmd_convert(args) -> None:
     from . import convert
     from .importers import import_model, read_model
 
+    _check_output(args.output)
     if not Path(args.model).is_file():
         raise CLIError(f"{args.model}: no such file (model)")
     graph = import_model(read_model(args.model))  # by file type: .onnx → ONNX, anything else → Keras
     sample = _load_array(args.sample, "training sample")
-    _check_shape(sample, graph.nodes[graph.source].shape, args.sample)
+    sample = _check_array(sample, graph.nodes[graph.source].shape, args.input_range, args.sample, args.clip_inputs)
     net = convert(graph, sample, input_range=tuple(args.input_range), zeta=args.zeta, lower=args.lower,
                   upper=args.upper, neuron=args.neuron)
     net.save(args.output)
@@ -69,9 +103,10 @@ def cmd_predict(args) -> None:
     from .serialize import atomic
     from .simulator import simulate
 
+    _check_output(args.output)
     net = _load_network(args.network)
-    x = _load_array(args.inputs, "inputs")
-    _check_shape(x, net.input_shape, args.inputs)
+    x = _check_array(_load_array(args.inputs, "inputs"), net.input_shape, net.input_range, args.inputs,
+                     args.clip_inputs)
     sim = simulate(net, x, engine=args.engine, batch_size=args.batch_size, progress=sys.stderr.isatty())
     with atomic(args.output) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, logits=sim.logits, predictions=sim.predictions)
@@ -97,6 +132,7 @@ def cmd_inspect(args) -> None:
 def cmd_export(args) -> None:
     from .export import save_hdf5
 
+    _check_output(args.output)
     net = _load_network(args.network)
     save_hdf5(net, args.output)
     print(f"wrote {args.output}")
@@ -141,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--upper", type=float, default=0.99, help="upper bound of Σ_j W_ij (default 0.99)")
     c.add_argument("--neuron", choices=NEURON_MODELS, default="alpha",
                    help="neuron model: alpha (2023, one spike per neuron) or b1 (silence codes zero)")
+    c.add_argument("--clip-inputs", action="store_true",
+                   help="clip sample values outside the input range to it (reported) instead of refusing them")
     c.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("predict", help="simulate the SNN on inputs")
@@ -149,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays logits and predictions")
     p.add_argument("--engine", choices=("fast", "event"), default="fast")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--clip-inputs", action="store_true",
+                   help="clip input values outside the network's input range to it (reported) instead of refusing them")
     p.set_defaults(func=cmd_predict)
 
     i = sub.add_parser("inspect", help="print windows, X_n, thresholds and neuron counts")
@@ -183,8 +223,9 @@ def main(argv=None) -> int:
     except (CLIError, FileNotFoundError) as err:
         print(f"exactsnn: error: {err}", file=sys.stderr)
         return 2
-    except ValueError as err:  # unsupported layers, bad ranges, shape mismatches
-        print(f"exactsnn: error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:  # unsupported layers, bad ranges, broken files, unwritable paths
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"exactsnn: error: {text}", file=sys.stderr)
         return 2
     return 0
 

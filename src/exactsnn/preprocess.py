@@ -282,6 +282,12 @@ class PreprocessedNetwork:
     def predict(self, x) -> np.ndarray:
         return np.argmax(self.forward(x), axis=1)
 
+    def check_loaded(self, path) -> None:
+        """Refuse a loaded network whose layers do not fit together (:func:`exactsnn.checks.check_preprocessed`)."""
+        from .checks import check_preprocessed
+
+        check_preprocessed(self, path, AffineLayer)
+
     def save(self, path) -> None:
         from .serialize import save
 
@@ -716,8 +722,17 @@ def max_activations(net: PreprocessedNetwork, x_sample) -> np.ndarray:
     return X
 
 
-def preprocess(graph: ir.Graph, x_sample, *, input_range=(0.0, 1.0), lower=-10.0, upper=0.99) -> PreprocessedNetwork:
-    """Phase 1: fold, scale, and measure X_n on ``x_sample`` (raw input domain)."""
+def preprocess(graph: ir.Graph, x_sample, *, input_range=(0.0, 1.0), lower=-10.0, upper=0.99,
+               clip_inputs: bool = False) -> PreprocessedNetwork:
+    """Phase 1: fold, scale, and measure X_n on ``x_sample`` (raw input domain).
+
+    The sample must be finite, of the graph's input shape and inside ``input_range``, or is
+    clipped to it with ``clip_inputs`` (:func:`exactsnn.checks.check_inputs`): a NaN would
+    make X_n NaN, a value beyond the range an X_n the inputs the SNN codes never reach.
+    """
+    from .checks import check_inputs
+
     net = scale_weights(fold_network(graph, input_range), lower, upper)
+    x_sample = check_inputs(x_sample, net.input_shape, net.input_range, what="X_n sample", clip=clip_inputs)
     return replace(net, X=max_activations(net, x_sample))
 

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import os
 import tempfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -59,21 +61,62 @@ def _encode(obj: Any, arrays: dict[str, np.ndarray], key: str) -> Any:
     raise TypeError(f"{key}: cannot save a value of type {type(obj).__name__}")
 
 
-def _decode(doc: Any, arrays: Any) -> Any:
+class LoadError(ValueError):
+    """A saved file that cannot be read back: the message names the file and the array."""
+
+
+def _decode(doc: Any, arrays: dict, key: str, used: set) -> Any:
+    """Rebuild the object whose JSON is ``doc``; ``key`` is its array key in the archive
+    (the same path :func:`_encode` wrote), so that an error can name what is broken."""
     if isinstance(doc, list):
-        return [_decode(v, arrays) for v in doc]
+        return [_decode(v, arrays, f"{key}/{i}", used) for i, v in enumerate(doc)]
     if isinstance(doc, dict):
         if "__array__" in doc:
-            return np.asarray(arrays[doc["__array__"]])
+            name = doc["__array__"]
+            if not isinstance(name, str):
+                raise LoadError(f"{key!r}: {name!r} is not an array name")
+            if name not in arrays:
+                raise LoadError(f"array {name!r} is missing")
+            used.add(name)
+            return np.asarray(arrays[name])
         if "__tuple__" in doc:
-            return tuple(_decode(v, arrays) for v in doc["__tuple__"])
+            return tuple(_decode(v, arrays, f"{key}/{i}", used) for i, v in enumerate(_items(doc["__tuple__"], key)))
         if "__dict__" in doc:
-            return {k: _decode(v, arrays) for k, v in doc["__dict__"].items()}
+            return {k: _decode(v, arrays, f"{key}/{k}", used) for k, v in _mapping(doc["__dict__"], key).items()}
         if "__class__" in doc:
             cls = _REGISTRY.get(doc["__class__"])
             if cls is None:
-                raise ValueError(f"unknown object type {doc['__class__']!r} in saved file")
-            return cls(**{k: _decode(v, arrays) for k, v in doc["fields"].items()})
+                raise LoadError(f"{key!r}: unknown object type {doc['__class__']!r}")
+            fields = {f.name for f in dataclasses.fields(cls) if f.init}
+            given = _mapping(doc.get("fields"), key)
+            unknown = sorted(set(given) - fields)
+            if unknown:
+                raise LoadError(f"{key!r}: unknown field {unknown[0]!r} for {cls.__name__}")
+            values = {k: _decode(v, arrays, f"{key}/{k}", used) for k, v in given.items()}
+            try:
+                return cls(**values)
+            except LoadError:
+                raise
+            except TypeError as err:  # a required field is missing
+                raise LoadError(f"{key!r}: cannot build {cls.__name__} from its saved fields ({_one_line(err)})") from err
+            except (ValueError, IndexError, KeyError, AttributeError, ArithmeticError) as err:
+                # A field of the wrong kind or shape, caught by the class's own checks.
+                raise LoadError(f"{key!r}: {cls.__name__} refused its saved fields ({_one_line(err)})") from err
+        raise LoadError(f"{key!r}: unrecognised entry {sorted(doc)[:3]}")
+    if doc is None or isinstance(doc, (bool, int, float, str)):
+        return doc
+    raise LoadError(f"{key!r}: unrecognised entry of type {type(doc).__name__}")
+
+
+def _items(doc, key) -> list:
+    if not isinstance(doc, list):
+        raise LoadError(f"{key!r}: expected a list, got {type(doc).__name__}")
+    return doc
+
+
+def _mapping(doc, key) -> dict:
+    if not isinstance(doc, dict):
+        raise LoadError(f"{key!r}: expected a mapping, got {type(doc).__name__}")
     return doc
 
 
@@ -117,19 +160,75 @@ def save(obj: Any, path: str | os.PathLike) -> None:
 
 
 def load(path: str | os.PathLike) -> Any:
-    """Load an object written by :func:`save`."""
+    """Load an object written by :func:`save`.
+
+    A broken file (empty, truncated, corrupted, not ours, arrays missing, left over or of
+    the wrong length, a field the class does not have) raises :class:`LoadError`, a
+    ``ValueError`` whose one-line message names the file and the array; a missing file
+    raises ``FileNotFoundError``.  An object whose class has a ``check_loaded(path)`` method
+    (the networks, through :mod:`exactsnn.checks`) is also checked as a whole before it is
+    returned: its ``ValueError`` becomes the one-line error.
+    """
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise LoadError(f"{path}: empty file, not an exactsnn .npz file")
+    # A damaged archive can fail in zipfile, zlib, NumPy's header parser or JSON, each
+    # with its own exception type; every one of them means the same thing to the caller.
+    damaged = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError, RuntimeError,
+               zipfile.BadZipFile, zlib.error, UnicodeDecodeError, OverflowError, MemoryError)
+    current = _META_KEY
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path}: not an exactsnn .npz file ({err})") from err
+    except damaged as err:
+        raise LoadError(f"{path}: not an exactsnn .npz file ({_one_line(err)})") from err
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: not an exactsnn .npz file (a single array)")
-    with archive:
-        if _META_KEY not in archive.files:
-            raise ValueError(f"{path}: not an exactsnn .npz file (no {_META_KEY} entry)")
-        doc = json.loads(archive[_META_KEY].tobytes().decode("utf-8"))
-        arrays = {k: archive[k] for k in archive.files if k != _META_KEY}
-    return _decode(doc, arrays)
+        raise LoadError(f"{path}: not an exactsnn .npz file (a single array)")
+    try:
+        with archive:
+            if _META_KEY not in archive.files:
+                raise LoadError(f"{path}: not an exactsnn .npz file (no {_META_KEY} entry)")
+            meta = archive[_META_KEY]
+            if meta.dtype != np.uint8 or meta.ndim != 1:
+                raise LoadError(f"{path}: array {_META_KEY!r} is not the JSON description")
+            doc = json.loads(meta.tobytes().decode("utf-8"))
+            arrays = {}
+            for current in archive.files:
+                if current != _META_KEY:
+                    arrays[current] = archive[current]
+    except LoadError:
+        raise
+    except damaged as err:
+        raise LoadError(f"{path}: array {current!r} cannot be read ({_one_line(err)})") from err
+    used: set = set()
+    try:
+        obj = _decode(doc, arrays, "root", used)
+    except LoadError as err:
+        raise LoadError(f"{path}: {err}") from err
+    except RecursionError as err:
+        raise LoadError(f"{path}: the JSON description is nested too deeply") from err
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        # Entries of the wrong JSON type (a list where a class name belongs, ...).
+        raise LoadError(f"{path}: array {_META_KEY!r} holds a malformed description ({_one_line(err)})") from err
+    extra = sorted(set(arrays) - used)
+    if extra:
+        raise LoadError(f"{path}: array {extra[0]!r} is not part of the saved object ({len(extra)} extra arrays)")
+    try:
+        check = getattr(obj, "check_loaded", None)
+        if check is not None:
+            check(path)
+    except LoadError:
+        raise
+    except ValueError as err:  # the check's own one-line refusal, which names file and array
+        raise LoadError(str(err)) from err
+    except (TypeError, IndexError, AttributeError, ArithmeticError) as err:
+        # Fields of the wrong type that the dataclasses let through (a string for a shape, ...).
+        raise LoadError(f"{path}: the saved network does not fit together ({_one_line(err)})") from err
+    return obj
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

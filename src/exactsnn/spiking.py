@@ -162,6 +162,12 @@ class SpikingNetwork:
 
         save(self, path)
 
+    def check_loaded(self, path) -> None:
+        """Refuse a loaded network whose parts do not fit together (:func:`exactsnn.checks.check_spiking`)."""
+        from .checks import check_spiking
+
+        check_spiking(self, path, AffineLayer, SpikingLayer)
+
     def scaled_network(self) -> PreprocessedNetwork:
         """The Phase 1 network this SNN computes exactly."""
         return PreprocessedNetwork(
@@ -220,6 +226,9 @@ def spiking_network(
     ``neuron="b1"``: ϑ_i = B_n − b_i and the read-out adds b to its potential instead.
     """
     model = neuron_model(neuron)
+    if not (alpha_sigma >= 0 and np.isfinite(alpha_sigma)):
+        # NumPy would draw with |σ_α| and the result be labelled with the negative value.
+        raise ValueError(f"alpha_sigma must be a finite number >= 0, got {alpha_sigma!r}")
     if len(prep.X) != len(prep.hidden):
         raise ValueError("the preprocessed network has no X_n for its hidden layers; run preprocess first")
     if np.any(prep.X < 0):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..checks import check_simulation
 from ..neurons import deviates, tolerance
 from ..spiking import SpikingNetwork
 from .fastpath import compiled, forget_if_edited
@@ -25,15 +26,18 @@ def simulate(
     sample_offset: int = 0,
     record: bool = False,
     relu_reference: bool = False,
+    clip_inputs: bool = False,
 ) -> Simulation:
     """Run the spiking network on raw inputs ``x`` (the domain the original model takes).
 
     ``noise_sigma`` adds N(0, σ²) to every spike time (inputs too, clipped at ≥ 0); the
     noise of sample k is drawn from ``(noise_seed, sample_offset + k)``, so splitting a data
     set into parts gives the same result as one run.  ``relu_reference`` also runs the
-    scaled ReLU network and reports max |t_spike − (t_max − x)| per layer.
+    scaled ReLU network and reports max |t_spike − (t_max − x)| per layer.  Inputs must be
+    finite, of the network's shape and inside its input range, or are clipped to it with
+    ``clip_inputs`` (:func:`exactsnn.checks.check_simulation`).
     """
-    x = np.asarray(x)
+    x = check_simulation(net, x, clip=clip_inputs, noise_sigma=noise_sigma)
     hidden = net.hidden_layers
     n_hidden = len(hidden)
     deviating = np.zeros(n_hidden, np.int64)
