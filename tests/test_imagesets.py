@@ -118,11 +118,11 @@ def test_interrupted_write_resumes_without_half_written_files(places, tmp_path, 
     real = imagesets.load_image
     calls = []
 
-    def failing(path, size=224, *, require_rgb=False):
+    def failing(path, size=224, **options):
         calls.append(path)
         if len(calls) == 4:
             raise KeyboardInterrupt("simulated interruption")
-        return real(path, size, require_rgb=require_rgb)
+        return real(path, size, **options)
 
     monkeypatch.setattr(imagesets, "load_image", failing)
     with pytest.raises(KeyboardInterrupt):
@@ -133,8 +133,8 @@ def test_interrupted_write_resumes_without_half_written_files(places, tmp_path, 
     with pytest.raises(ValueError, match="incomplete"):
         imagesets.read_shards(out)
     calls.clear()
-    monkeypatch.setattr(imagesets, "load_image", lambda p, size=224, *, require_rgb=False: (
-        calls.append(p), real(p, size, require_rgb=require_rgb))[1])
+    monkeypatch.setattr(imagesets, "load_image", lambda p, size=224, **options: (
+        calls.append(p), real(p, size, **options))[1])
     imagesets.write_shards(paths, out, shard_size=2, size=16)
     assert calls == paths[2:]  # the first shard was reused
     direct = np.stack([real(p, 16) for p in paths])

@@ -22,10 +22,10 @@ Every file this module writes is written to a temporary name first and then rena
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,6 +37,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "caffe_preprocess",
     "load_image",
+    "ImageRefused",
+    "DEFAULT_MAX_PIXELS",
     "places365_val_list",
     "places365_categories",
     "places365_train_sample",
@@ -71,38 +73,108 @@ _FORMAT = "exactsnn-image-shards"
 # --------------------------------------------------------------------------------------
 
 
+#: Largest image (width x height) decoded by default: Pillow's own decompression-bomb limit.
+#: A larger one is refused before its pixels are decoded (config ``datasets.<set>.max_pixels``).
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ImageRefused(ValueError):
+    """An image that is not decoded: ``reason`` says why in words, ``kind`` is one of
+    "undecodable", "not RGB", "too many pixels", "outside its folder", "unknown pixel scale"
+    (what the callers count)."""
+
+    def __init__(self, path, kind: str, reason: str):
+        super().__init__(f"image {os.fspath(path)!r}: {reason}")
+        self.path, self.kind, self.reason = os.fspath(path), kind, reason
+
+
 def _decode_errors():
     from PIL import Image
 
     return (OSError, ValueError, SyntaxError, EOFError, IndexError, Image.DecompressionBombError)
 
 
-def load_image(path, size: int = 224, *, require_rgb: bool = False) -> np.ndarray | None:
-    """Decode ``path``, resize to ``size`` x ``size`` (bilinear) and return uint8 (size, size, 3) RGB.
+@contextlib.contextmanager
+def _pixel_limit(max_pixels: int):
+    """Pillow's bomb guard at our limit for one batch, set outside the decoding threads and
+    restored afterwards (it is a process-wide setting).
 
-    With ``require_rgb`` an image whose mode is not ``'RGB'`` (grayscale ``'L'``, ``'CMYK'``,
-    palette, RGBA, ...) or that cannot be decoded gives ``None``.  Without it such images are
-    converted with Pillow's ``convert('RGB')`` (grayscale is replicated to three channels, as
-    ``caffe.io.load_image`` does) and a decoding failure raises :class:`ValueError`.
+    Pillow warns above ``MAX_IMAGE_PIXELS`` and refuses above twice that; our own check in
+    :func:`load_image` refuses everything above ``max_pixels`` before decoding, so with the
+    guard at the same limit an accepted image never warns and none is decoded past it.
     """
     from PIL import Image
 
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, int(max_pixels)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                if img.mode != "RGB":
-                    if require_rgb:
-                        return None
-                    img = img.convert("RGB")
-                if img.size != (size, size):
-                    img = img.resize((size, size), Image.Resampling.BILINEAR)
-                return np.asarray(img, dtype=np.uint8).copy()
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def _inside(path: str, root) -> str | None:
+    """The real path of ``path`` if it lies in the folder ``root`` (symlinks resolved), else None."""
+    real, base = os.path.realpath(path), os.path.realpath(os.fspath(root))
+    return real if os.path.commonpath([real, base]) == base else None
+
+
+def _as_rgb(img, path):
+    """``img`` as an 8-bit RGB Pillow image, every mode scaled to 0..255 rather than clipped.
+
+    Pillow's ``convert('RGB')`` clips 16-bit grayscale ('I;16', and 'I' holding 16-bit
+    values, as 16-bit PNGs open) at 255, which turns almost every pixel white; those are
+    rescaled here by 255/65535.  Floating-point ('F') and integer images beyond 16 bits have
+    no scale the file states, so they are refused.  Every other mode (palette, L, LA, RGBA,
+    CMYK, YCbCr, 1, ...) goes through ``convert('RGB')``, which scales correctly.
+    """
+    from PIL import Image
+
+    mode = img.mode
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img)
+        if mode == "I" and (a.min(initial=0) < 0 or a.max(initial=0) > 65535):
+            raise ImageRefused(path, "unknown pixel scale",
+                               f"mode I with values in [{a.min()}, {a.max()}]: no known scale beyond 16 bits")
+        a = np.rint(a.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
+        return Image.fromarray(a, mode="L").convert("RGB")
+    if mode == "F":
+        raise ImageRefused(path, "unknown pixel scale", "mode F (floating-point pixels): no known scale to 0..255")
+    return img.convert("RGB")
+
+
+def load_image(path, size: int = 224, *, require_rgb: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+               root=None) -> np.ndarray:
+    """Decode ``path``, resize to ``size`` x ``size`` (bilinear) and return uint8 (size, size, 3) RGB.
+
+    Raises :class:`ImageRefused` (a ``ValueError``; ``.reason`` says why) for an image that
+    cannot be decoded, that has more than ``max_pixels`` pixels (checked from the header,
+    before decoding), that lies outside the folder ``root`` once symlinks are resolved, or,
+    with ``require_rgb``, whose mode is not ``'RGB'``.  Without ``require_rgb`` other modes
+    are converted (:func:`_as_rgb`: grayscale replicated to three channels as
+    ``caffe.io.load_image`` does, 16-bit scaled to 8 bits).
+    """
+    from PIL import Image
+
+    if root is not None and _inside(os.fspath(path), root) is None:
+        raise ImageRefused(path, "outside its folder",
+                           f"resolves to {os.path.realpath(path)!r}, outside the image folder {os.fspath(root)!r}")
+    try:
+        with Image.open(path) as img:
+            pixels = img.size[0] * img.size[1]
+            if pixels > max_pixels:
+                raise ImageRefused(path, "too many pixels", f"{img.size[0]} x {img.size[1]} = {pixels} pixels, more than "
+                                         f"max_pixels = {max_pixels} (decompression-bomb guard)")
+            if require_rgb and img.mode != "RGB":
+                raise ImageRefused(path, "not RGB", f"mode {img.mode}, not RGB")
+            img.load()
+            rgb = _as_rgb(img, path)
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8).copy()
+    except ImageRefused:
+        raise
     except _decode_errors() as exc:
-        if require_rgb:
-            return None
-        raise ValueError(f"cannot decode image {os.fspath(path)!r}: {exc}") from exc
+        raise ImageRefused(path, "undecodable", f"cannot decode ({' '.join(str(exc).split())})") from exc
 
 
 def caffe_preprocess(images) -> np.ndarray:
@@ -152,9 +224,20 @@ def places365_val_list(val_dir, label_file) -> tuple[list[str], np.ndarray]:
                 label = int(parts[1])
             except ValueError as exc:
                 raise ValueError(f"{os.fspath(label_file)}:{number}: label {parts[1]!r} is not an integer") from exc
+            _check_relative(parts[0], f"{os.fspath(label_file)}:{number}", val_dir)
             paths.append(os.path.join(os.fspath(val_dir), parts[0]))
             labels.append(label)
     return paths, np.asarray(labels, dtype=np.int64)
+
+
+def _check_relative(name: str, where: str, folder) -> None:
+    """A path from a list file must name a file inside its data folder: no absolute path and
+    no ``..`` (a list file is data, and must not reach files the user did not point us to).
+    Symlinks that leave the folder are refused when the image is read (:func:`load_image`)."""
+    parts = name.replace("\\", "/").split("/")
+    if os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in parts or (len(name) > 1 and name[1] == ":"):
+        raise ValueError(f"{where}: path {name!r} leaves the data folder {os.fspath(folder)!r} "
+                         "(absolute paths and '..' are refused)")
 
 
 def _is_image(name: str) -> bool:
@@ -261,6 +344,8 @@ def write_shards(
     *,
     skip_invalid: bool = False,
     workers: int = 1,
+    root=None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
     """Decode, resize and store ``paths`` as uint8 (n, size, size, 3) ``.npy`` shards in ``out_dir``.
 
@@ -269,9 +354,11 @@ def write_shards(
     so an interrupted run can be resumed: calling again with the same arguments reuses the
     shards already listed and writes the rest.  A finished folder is returned unchanged.
 
-    With ``skip_invalid`` (PASS) images that cannot be decoded or are not RGB are left out and
-    listed in the manifest's ``skipped`` entry (index, path); otherwise (Places365) they are
-    converted to RGB, and an undecodable file raises :class:`ValueError`.  Returns the manifest.
+    With ``skip_invalid`` (PASS) images that cannot be decoded, are not RGB, have more than
+    ``max_pixels`` pixels or lie outside ``root`` are left out and listed in the manifest's
+    ``skipped`` entry (index, path, reason); otherwise (Places365) other modes are converted
+    to RGB, and a refused image raises :class:`ImageRefused` naming it and the reason.
+    Returns the manifest.
     """
     if shard_size <= 0 or size <= 0:
         raise ValueError("shard_size and size must be positive")
@@ -284,6 +371,7 @@ def write_shards(
         "size": int(size),
         "shard_size": int(shard_size),
         "skip_invalid": bool(skip_invalid),
+        "max_pixels": int(max_pixels),
         "n_paths": len(paths),
         "paths_sha256": _paths_digest(paths),
     }
@@ -308,17 +396,24 @@ def write_shards(
     shards = list(done)
 
     def load(p):
-        return load_image(p, size, require_rgb=skip_invalid)
+        try:
+            return load_image(p, size, require_rgb=skip_invalid, max_pixels=max_pixels, root=root)
+        except ImageRefused as refused:
+            if not skip_invalid:
+                raise
+            return refused
 
     for k, start in enumerate(range(0, len(paths), shard_size)):
         if start in done_starts:
             continue
         stop = min(start + shard_size, len(paths))
-        images = _map(load, paths[start:stop], workers)
+        with _pixel_limit(max_pixels):
+            images = _map(load, paths[start:stop], workers)
         kept = []
         for offset, img in enumerate(images):
-            if img is None:
-                skipped.append({"index": start + offset, "path": paths[start + offset]})
+            if isinstance(img, ImageRefused):
+                skipped.append({"index": start + offset, "path": paths[start + offset],
+                                "kind": img.kind, "reason": img.reason})
             else:
                 kept.append(img)
         arr = np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)
@@ -382,9 +477,13 @@ def save_file_list(paths, list_file) -> None:
 
 
 def load_file_list(list_file) -> list[str]:
-    """Read a list written by :func:`save_file_list`."""
+    """Read a list written by :func:`save_file_list`; every entry must be a relative path
+    without ``..`` (:func:`_check_relative`), so a list cannot point outside its folder."""
     with open(list_file, encoding="utf-8") as fh:
-        return [line.rstrip("\n") for line in fh if line.strip()]
+        names = [line.rstrip("\n") for line in fh if line.strip()]
+    for number, name in enumerate(names, 1):
+        _check_relative(name, f"{os.fspath(list_file)}:{number}", "the image root")
+    return names
 
 
 def pass_file_list(root, seed: int = 0, list_file=None) -> list[str]:
@@ -449,13 +548,22 @@ def _join(root, path):
     return os.path.join(os.fspath(root), *os.fspath(path).split("/")) if root is not None else os.fspath(path)
 
 
-def load_pass_uint8(paths, size: int = 224, *, root=None, workers: int = 1):
+def load_pass_uint8(paths, size: int = 224, *, root=None, workers: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS):
     """Decode and resize PASS images; returns (uint8 (n, size, size, 3) RGB, kept_paths, skipped_count).
 
-    Files that cannot be decoded or whose Pillow mode is not ``'RGB'`` are skipped and counted.
+    Files that cannot be decoded, whose Pillow mode is not ``'RGB'``, that have more than
+    ``max_pixels`` pixels or lie outside ``root`` are skipped and counted.
     """
     paths = list(paths)
-    images = _map(lambda p: load_image(_join(root, p), size, require_rgb=True), paths, workers)
+
+    def load(p):
+        try:
+            return load_image(_join(root, p), size, require_rgb=True, max_pixels=max_pixels, root=root)
+        except ImageRefused:
+            return None
+
+    with _pixel_limit(max_pixels):
+        images = _map(load, paths, workers)
     kept = [p for p, img in zip(paths, images) if img is not None]
     arrays = [img for img in images if img is not None]
     arr = np.stack(arrays) if arrays else np.zeros((0, size, size, 3), np.uint8)
@@ -474,12 +582,12 @@ def pass_preprocess(images) -> np.ndarray:
     return np.asarray(vgg16.preprocess_input(x), dtype=np.float64)
 
 
-def load_pass_images(paths, size: int = 224, *, root=None, workers: int = 1):
+def load_pass_images(paths, size: int = 224, *, root=None, workers: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS):
     """PASS network inputs: (float64 (n, size, size, 3), kept_paths, skipped_count).
 
     Each image is resized to ``size`` x ``size`` with Pillow's bilinear filter (as
     ``keras.utils.load_img`` does) and passed through ``vgg16.preprocess_input``.  Images that
     cannot be decoded or are not RGB (e.g. grayscale ``'L'``) are skipped and counted.
     """
-    arr, kept, skipped = load_pass_uint8(paths, size, root=root, workers=workers)
+    arr, kept, skipped = load_pass_uint8(paths, size, root=root, workers=workers, max_pixels=max_pixels)
     return pass_preprocess(arr), kept, skipped

@@ -26,23 +26,26 @@ first, stop = imagesets.pass_xn_range(s["xn_offset"], s["xn_count"], n_total=len
 log.info("%d files; test parts %s; X_n sample [%d, %d)", len(files), parts, first, stop)
 
 test_files = [f for a, b in parts for f in files[a:b]]
-test = imagesets.write_shards(
-    [root / f for f in test_files], out.test, size=s["size"], skip_invalid=True, workers=s["workers"]
-)
-sample = imagesets.write_shards(
-    [root / f for f in files[first:stop]], out.sample, size=s["size"], skip_invalid=True, workers=s["workers"]
-)
+shard_options = dict(size=s["size"], skip_invalid=True, workers=s["workers"], root=root, max_pixels=s["max_pixels"])
+test = imagesets.write_shards([root / f for f in test_files], out.test, **shard_options)
+sample = imagesets.write_shards([root / f for f in files[first:stop]], out.sample, **shard_options)
 
 # Part k holds the images of its files that could be decoded: bounds in stored-image order.
 skipped = sorted(entry["index"] for entry in test["skipped"])
-bounds, begin, offset = [], 0, 0
-for a, b in parts:
+bounds, per_part, begin, offset = [], [], 0, 0
+for k, (a, b) in enumerate(parts):
     end = offset + (b - a)
-    kept = (b - a) - sum(offset <= i < end for i in skipped)
+    refused = sum(offset <= i < end for i in skipped)
+    kept = (b - a) - refused
     bounds.append((begin, begin + kept))
+    per_part.append(refused)
+    log.info("part %d: %d images, %d refused", k, kept, refused)
     begin, offset = begin + kept, end
+reasons = {}
 for entry in test["skipped"] + sample["skipped"]:
-    log.info("skipped (undecodable or not RGB): %s", entry["path"])
+    kind = entry.get("kind", "undecodable or not RGB")  # manifests before max_pixels had no kind
+    reasons[kind] = reasons.get(kind, 0) + 1
+    log.info("skipped %s: %s", entry["path"], entry.get("reason", "undecodable or not RGB"))
 
 write_json(
     out.dataset,
@@ -61,5 +64,7 @@ write_json(
         "files": Path(out.files).name,
         "skipped": len(test["skipped"]),
         "skipped_sample": len(sample["skipped"]),
+        "skipped_per_part": per_part,
+        "skipped_reasons": reasons,
     },
 )

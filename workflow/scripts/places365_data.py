@@ -23,7 +23,11 @@ for key, kind in (("val_dir", "folder"), ("val_labels", "file"), ("train_dir", "
         )
         sys.exit(1)
 
-val_paths, labels = imagesets.places365_val_list(s["val_dir"], s["val_labels"])
+try:  # a path leaving val_dir ('..', absolute) is refused with its line number
+    val_paths, labels = imagesets.places365_val_list(s["val_dir"], s["val_labels"])
+except ValueError as err:
+    log.error("Places365: %s", err)
+    sys.exit(1)
 missing = [p for p in val_paths if not Path(p).is_file()]
 if missing:
     log.error("Places365: %d validation images listed in %s are missing, e.g. %s", len(missing), s["val_labels"], missing[0])
@@ -32,8 +36,16 @@ sample_paths, categories = imagesets.places365_train_sample(s["train_dir"], s["p
 log.info("%d validation images, X_n sample of %d images from %d categories",
          len(val_paths), len(sample_paths), len(set(categories)))
 
-imagesets.write_shards(sample_paths, out.sample, size=s["size"], workers=s["workers"])
-manifest = imagesets.write_shards(val_paths, out.test, size=s["size"], workers=s["workers"])
+# Every labelled image counts for the accuracy, so a refused one (undecodable, more than
+# max_pixels, a symlink leaving its folder) stops the job with its name and reason.
+try:
+    imagesets.write_shards(sample_paths, out.sample, size=s["size"], workers=s["workers"],
+                           root=s["train_dir"], max_pixels=s["max_pixels"])
+    manifest = imagesets.write_shards(val_paths, out.test, size=s["size"], workers=s["workers"],
+                                      root=s["val_dir"], max_pixels=s["max_pixels"])
+except imagesets.ImageRefused as err:
+    log.error("Places365: %s (config key datasets.places365.max_pixels sets the pixel limit)", err)
+    sys.exit(1)
 parts = imagesets.split_parts(manifest["count"], s["part_size"])
 
 write_npz(out.labels, labels=labels)
