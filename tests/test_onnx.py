@@ -348,6 +348,14 @@ def case_nhwc_input():
     return b.model(h), b.data()
 
 
+def case_nhwc_single_channel():
+    """tf2onnx's form of the NHWC → NCHW transpose for one channel: a Reshape to (N, 1, H, W)."""
+    b = Builder((8, 8, 1))
+    h = b.node("Reshape", [b.input, b.const([-1, 1, 8, 8])])
+    h = b.relu(b.conv(h, 1, 4, 3, pads=[1, 1, 1, 1]))
+    return b.model(b.head(h, 4 * 8 * 8)), b.data()
+
+
 CASES = {
     "conv_pads": case_conv_pads,
     "conv_auto_pad": case_conv_auto_pad,
@@ -359,6 +367,7 @@ CASES = {
     "flatten_orders": case_flatten_orders,
     "arithmetic": case_arithmetic,
     "nhwc_input": case_nhwc_input,
+    "nhwc_single_channel": case_nhwc_single_channel,
 }
 
 
@@ -382,6 +391,7 @@ def test_final_softmax_is_dropped_and_the_logits_match():
 def test_nhwc_input_is_recognised_and_can_be_forced():
     model, x = case_nhwc_input()
     assert import_onnx(model).nodes["x"].shape == (6, 6, 3)  # the model's own channels-last input
+    assert import_onnx(case_nhwc_single_channel()[0]).nodes["x"].shape == (8, 8, 1)
     with pytest.raises(UnsupportedOperatorError, match=r"needs an \(N, C, H, W\) image"):
         import_onnx(model, input_layout="NCHW")
 
