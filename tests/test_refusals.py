@@ -175,6 +175,9 @@ def test_inputs_outside_the_range_are_refused_or_clipped_when_asked(digits_net):
     np.testing.assert_array_equal(clipped.logits, reference.logits)
     with pytest.warns(ClippedInputsWarning):
         exactsnn.convert(model, x * 10, input_range=(0, 16), clip_inputs=True)
+    # Asked for by name, the α-model runs on them as they are (its regime outside the mapping).
+    raw = exactsnn.simulate(net, x * 10, allow_outside_range=True)
+    assert not np.array_equal(raw.logits, clipped.logits)
 
 
 def test_negative_sigmas_are_refused(digits_net):
@@ -272,7 +275,9 @@ def test_output_paths_are_checked_before_any_work(cli_files, capsys, monkeypatch
     for output, message in ((cli_files, "is a directory"), (cli_files / "a_file" / "o.npz", "is not a directory")):
         for argv in (["predict", str(cli_files / "snn.npz"), str(cli_files / "x.npy"), "-o", str(output)],
                      ["convert", str(cli_files / "model.keras"), str(cli_files / "x.npy"), "-o", str(output)],
-                     ["export", str(cli_files / "snn.npz"), "-o", str(output)]):
+                     ["export", str(cli_files / "snn.npz"), "-o", str(output)],
+                     ["caffe2keras", str(cli_files / "d.prototxt"), str(cli_files / "w.caffemodel"), "-o", str(output)],
+                     ["crosscheck", str(cli_files / "snn.npz"), str(cli_files / "x.npy"), "--output", str(output)]):
             assert main(argv) == 2, argv
             err = capsys.readouterr().err.strip()
             assert err.count("\n") == 0 and message in err, err

@@ -62,7 +62,8 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
-def check_inputs(x, shape, input_range, *, what: str = "inputs", clip: bool = False):
+def check_inputs(x, shape, input_range, *, what: str = "inputs", clip: bool = False,
+                 allow_outside: bool = False):
     """Return ``x`` (as an array) after checking it is fit for the exact mapping.
 
     Refused with :class:`InputError`, in one line naming ``what``: a non-numeric dtype, a
@@ -70,7 +71,9 @@ def check_inputs(x, shape, input_range, *, what: str = "inputs", clip: bool = Fa
     ``input_range`` = [p, q] (count, the range, the extremes and the first index).  With
     ``clip`` the out-of-range values are clipped to [p, q] instead (a copy), and a
     :class:`ClippedInputsWarning` reports how many: the result is then exact for the clipped
-    inputs, which is what the caller asked for.
+    inputs, which is what the caller asked for.  With ``allow_outside`` they pass as they are:
+    for studying the α-model outside its exact regime (an input spike before 0 or after
+    t_max^(0)), where the simulator follows the neurons and counts the spikes that deviate.
     """
     x = np.asarray(x)
     shape = tuple(int(s) for s in shape)
@@ -102,6 +105,8 @@ def check_inputs(x, shape, input_range, *, what: str = "inputs", clip: bool = Fa
             lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
     if bad:
         raise InputError(f"{what}: {_count(bad)} NaN or infinite, the first at index {first_bad}")
+    if outside and allow_outside and not clip:
+        return x
     if outside and not clip:
         raise InputError(
             f"{what}: {_count(outside)} outside the input range [{_fmt(p)}, {_fmt(q)}] "
@@ -117,7 +122,8 @@ def check_inputs(x, shape, input_range, *, what: str = "inputs", clip: bool = Fa
     return x
 
 
-def check_simulation(net, x, *, clip: bool = False, noise_sigma: float = 0.0, what: str = "inputs"):
+def check_simulation(net, x, *, clip: bool = False, allow_outside: bool = False, noise_sigma: float = 0.0,
+                     what: str = "inputs"):
     """The door of :func:`exactsnn.simulate`: its settings and :func:`check_inputs` on ``x``.
 
     A negative σ would be drawn as |σ| by NumPy but reported under its negative label, so it
@@ -126,7 +132,7 @@ def check_simulation(net, x, *, clip: bool = False, noise_sigma: float = 0.0, wh
     if not (isinstance(noise_sigma, (int, float, np.floating, np.integer)) and noise_sigma >= 0
             and math.isfinite(noise_sigma)):
         raise ValueError(f"noise_sigma must be a finite number >= 0, got {noise_sigma!r}")
-    return check_inputs(x, net.input_shape, net.input_range, what=what, clip=clip)
+    return check_inputs(x, net.input_shape, net.input_range, what=what, clip=clip, allow_outside=allow_outside)
 
 
 # ------------------------------------------------------------------------------------ networks

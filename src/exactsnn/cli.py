@@ -141,6 +141,8 @@ def cmd_export(args) -> None:
 def cmd_crosscheck(args) -> None:
     from .crosscheck import main_crosscheck
 
+    if args.output:
+        _check_output(args.output)
     for path in (args.network, args.inputs):
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file")
@@ -154,6 +156,7 @@ def cmd_crosscheck(args) -> None:
 def cmd_caffe2keras(args) -> None:
     from .importers.caffe import main_caffe2keras
 
+    _check_output(args.output)
     for path in (args.prototxt, args.caffemodel):
         if not Path(path).is_file():
             raise CLIError(f"{path}: no such file")

@@ -27,6 +27,7 @@ def simulate(
     record: bool = False,
     relu_reference: bool = False,
     clip_inputs: bool = False,
+    allow_outside_range: bool = False,
 ) -> Simulation:
     """Run the spiking network on raw inputs ``x`` (the domain the original model takes).
 
@@ -35,9 +36,10 @@ def simulate(
     set into parts gives the same result as one run.  ``relu_reference`` also runs the
     scaled ReLU network and reports max |t_spike − (t_max − x)| per layer.  Inputs must be
     finite, of the network's shape and inside its input range, or are clipped to it with
-    ``clip_inputs`` (:func:`exactsnn.checks.check_simulation`).
+    ``clip_inputs``, or are simulated as they are with ``allow_outside_range`` (the α-model
+    outside its exact regime; :func:`exactsnn.checks.check_simulation`).
     """
-    x = check_simulation(net, x, clip=clip_inputs, noise_sigma=noise_sigma)
+    x = check_simulation(net, x, clip=clip_inputs, allow_outside=allow_outside_range, noise_sigma=noise_sigma)
     hidden = net.hidden_layers
     n_hidden = len(hidden)
     deviating = np.zeros(n_hidden, np.int64)
