@@ -406,3 +406,21 @@ def test_cli_caffe2keras_then_the_exact_snn(net_a, tmp_path):
     np.testing.assert_allclose(sim.logits, ref, atol=1e-9 * np.abs(ref).max())
     np.testing.assert_allclose(keras_logits(converted, x_hwc), ref, atol=1e-9 * np.abs(ref).max())
     assert sim.deviating.sum() == 0
+
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "prototxt"])
+def test_broken_caffe_files_give_one_line_naming_the_file(net_a, tmp_path, capsys, damage):
+    from exactsnn.cli import main
+
+    proto, model, _, _ = net_a
+    if damage == "prototxt":
+        proto = tmp_path / "deploy.prototxt"
+        proto.write_text("layer { name: 'c' type: {{ ")
+        bad = proto
+    else:
+        bad = tmp_path / "net.caffemodel"
+        bad.write_bytes(b"" if damage == "empty" else np.random.default_rng(0).bytes(200))
+        model = bad
+    assert main(["caffe2keras", str(proto), str(model), "-o", str(tmp_path / "m.keras")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0], err

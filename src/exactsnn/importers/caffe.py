@@ -514,15 +514,25 @@ def read_caffe_net(prototxt, caffemodel=None, *, strict: bool = True) -> CaffeNe
     With ``strict`` (default) a layer whose type is not in :data:`SUPPORTED_TYPES` raises a
     :class:`ValueError` naming the layer and its type.
     """
-    text = str(prototxt) if ("\n" in str(prototxt) or "{" in str(prototxt)) else _read_text(prototxt)
-    net = _parse_prototxt(text)
+    inline = "\n" in str(prototxt) or "{" in str(prototxt)
+    text = str(prototxt) if inline else _read_text(prototxt)
+    try:
+        net = _parse_prototxt(text)
+    except ValueError as exc:
+        raise ValueError(f"{'the prototxt text' if inline else prototxt}: {exc}") from exc
     if len(net.layer) and len(net.layers):
         raise ValueError("the prototxt mixes the current 'layer' and the legacy 'layers' fields")
     legacy = len(net.layers) > 0
     weights = {}
     if caffemodel is not None:
         with open(caffemodel, "rb") as fh:
-            weights = _parse_caffemodel(fh.read())
+            data = fh.read()
+        if not data:
+            raise ValueError(f"{caffemodel}: empty file, not a Caffe model")
+        try:
+            weights = _parse_caffemodel(data)
+        except ValueError as exc:
+            raise ValueError(f"{caffemodel}: {exc}") from exc
 
     input_name = net.input[0] if len(net.input) else None
     input_shape = None
