@@ -167,14 +167,21 @@ def cmd_caffe2keras(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from .neurons import NEURON_MODELS
 
-    parser = argparse.ArgumentParser(prog="exactsnn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="exactsnn",
+        description="Map trained ReLU networks exactly onto single-spike (time-to-first-spike) spiking networks, "
+        "simulate them, inspect, export and cross-check them.",
+        epilog="Bad input ends with one line on stderr and exit status 2.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("convert", help="map a Keras or ONNX ReLU model to its exact SNN")
     c.add_argument("model", help="trained model: ONNX (.onnx) or Keras (.keras, .h5)")
     c.add_argument("sample", help="training sample for X_n (.npy, raw input domain)")
     c.add_argument("-o", "--output", required=True, help="spiking network to write (.npz)")
-    c.add_argument("--input-range", nargs=2, type=float, default=(0.0, 1.0), metavar=("P", "Q"))
+    c.add_argument("--input-range", nargs=2, type=float, default=(0.0, 1.0), metavar=("P", "Q"),
+                   help="range [p, q] of the model's raw inputs, coded as spike times 1 − (x − p)/(q − p) "
+                   "(default 0 1)")
     c.add_argument("--zeta", type=float, default=0.5, help="time-window margin ζ (default 0.5)")
     c.add_argument("--lower", type=float, default=-10.0, help="lower bound of Σ_j W_ij (default -10)")
     c.add_argument("--upper", type=float, default=0.99, help="upper bound of Σ_j W_ij (default 0.99)")
@@ -188,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="spiking network (.npz)")
     p.add_argument("inputs", help="inputs (.npy, raw input domain)")
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays logits and predictions")
-    p.add_argument("--engine", choices=("fast", "event"), default="fast")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--engine", choices=("fast", "event"), default="fast",
+                   help="fast: certified closed form with an event-driven fallback (default); "
+                   "event: every neuron walks its potential (same spikes, slower)")
+    p.add_argument("--batch-size", type=int, default=256, help="samples simulated at once (default 256)")
     p.add_argument("--clip-inputs", action="store_true",
                    help="clip input values outside the network's input range to it (reported) instead of refusing them")
     p.set_defaults(func=cmd_predict)
@@ -212,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.set_defaults(func=cmd_crosscheck)
 
     k = sub.add_parser("caffe2keras", help="convert a Caffe VGG (prototxt + caffemodel) to a Keras model")
-    k.add_argument("prototxt")
-    k.add_argument("caffemodel")
+    k.add_argument("prototxt", help="Caffe network definition (deploy.prototxt)")
+    k.add_argument("caffemodel", help="Caffe weights (.caffemodel)")
     k.add_argument("-o", "--output", required=True, help="Keras model to write (.keras)")
     k.set_defaults(func=cmd_caffe2keras)
     return parser
