@@ -40,11 +40,6 @@ class SpikingLayer:
     delays: list = field(default_factory=list)  # synaptic delay of each skip group of ``layer``
 
     @cached_property
-    def alpha_is_one(self) -> bool:
-        """No device mismatch on this layer (α_i = 1 for all neurons)."""
-        return bool(np.all(self.alpha == 1.0))
-
-    @cached_property
     def weight_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(Σ_j W_ij, Σ_j W⁺_ij, Σ_j W⁻_ij) per output channel over all synapse groups.
 

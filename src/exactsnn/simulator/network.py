@@ -32,8 +32,9 @@ def simulate(
     """Run the spiking network on raw inputs ``x`` (the domain the original model takes).
 
     ``noise_sigma`` adds N(0, σ²) to every spike time (inputs too, clipped at ≥ 0); the
-    noise of sample k is drawn from ``(noise_seed, sample_offset + k)``, so splitting a data
-    set into parts gives the same result as one run.  ``relu_reference`` also runs the
+    noise of sample k is drawn from ``(noise_seed, sample_offset + k)`` — the inputs' draw first,
+    then one per hidden layer in order, each spike's before pooling — so splitting a data set
+    into parts gives the same result as one run.  ``relu_reference`` also runs the
     scaled ReLU network and reports max |t_spike − (t_max − x)| per layer.  Inputs must be
     finite, of the network's shape and inside its input range, or are clipped to it with
     ``clip_inputs``, or are simulated as they are with ``allow_outside_range`` (the α-model
