@@ -105,7 +105,6 @@ class CompiledLayer:
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, jit_compile=True, reduce_retracing=True, autograph=False)
-        self.affine = tf.function(self._affine, reduce_retracing=True, autograph=False)
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
@@ -135,10 +134,11 @@ class CompiledLayer:
         """Values x = t_max − t of the layer's spikes and what the certificate found.
 
         ``values`` are the sources' (pooled) values, all inside this layer's input window (the
-        caller checks).  Returns (x, counts, left, x and ReLU(W x + b) at left) where counts
-        are the numbers of neurons that are certified and spike before t_max, certified and
-        deviate, certified and lie beyond the window B_n, and not certified; ``left`` indexes
-        the last.
+        caller checks).  Returns (x, counts, left, x and ReLU(W x + b) at left, z = W x + b)
+        where counts are the numbers of neurons that are certified and spike before t_max,
+        certified and deviate, certified and lie beyond the window B_n, and not certified;
+        ``left`` indexes the last.  z is the fused pass's own output (the event engine's
+        reference for every neuron), so returning it costs nothing.
         """
         tf = _tf()
         xs = self._inputs(values)
@@ -155,12 +155,7 @@ class CompiledLayer:
         x_left = tf.gather_nd(x, left)
         # ReLU(W x + b) of the few neurons left.
         ideal = tf.maximum(tf.gather_nd(z, left), 0.0)
-        return x, counts, left, x_left, ideal
-
-    def _affine(self, values: tuple):
-        """z = W x + b of every neuron (the event engine's reference for α ≠ 1)."""
-        tf = _tf()
-        return tf.add_n([self._product(g, x, g["w"]) for g, x in zip(self.groups, self._inputs(values))]) + self.bias
+        return x, counts, left, x_left, ideal, z
 
     def _certify(self, wx, p32, skips: tuple):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer

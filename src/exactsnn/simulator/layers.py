@@ -146,9 +146,9 @@ def compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") 
         return tf.constant(x), cert, fall, deviating, int((x > tol).sum()), float(x.max())
     layer = compiled(sl)
     srcs = tuple(values[s][0] for s in sources)
-    x, counts, where, x_left, ideal = layer.step(srcs)
+    x, counts, where, x_left, ideal, z = layer.step(srcs)
     if engine == "event":
-        return _event_on_values(sl, srcs, x, tol)
+        return _event_on_values(sl, srcs, x, z, tol)
     nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
     bound, n_fallback = (np.inf if beyond else sl.window), 0
     size = int(np.prod(x.shape))
@@ -173,13 +173,14 @@ def compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") 
     return x, size - n_fallback, n_fallback, deviating, nonzero, bound
 
 
-def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, tol: float) -> tuple:
+def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, z, tol: float) -> tuple:
     """The event engine on the compiled path: every neuron walks its inputs up to t_min^(n);
     where it has not crossed by then, the closed form ``closed`` of the compiled step (the
-    fast engine's own) stands.  Returns what :func:`compiled_layer` returns."""
+    fast engine's own) stands; z = W x + b of the same step gives the ReLU reference.
+    Returns what :func:`compiled_layer` returns."""
     tf = ops._tf()
     x = closed.numpy().copy()
-    relu = np.maximum(compiled(sl).affine(srcs).numpy(), 0.0)
+    relu = np.maximum(z.numpy(), 0.0)
     early = event_layer(sl, [np.asarray(v) for v in srcs], np.full(len(x), sl.t_min), values=True)
     crossed = ~np.isnan(early)
     x[crossed] = sl.t_max - early[crossed]
