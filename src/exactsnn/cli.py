@@ -174,8 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Bad input ends with one line on stderr and exit status 2.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    # Commands that run TensorFlow take --verbose: its start-up lines are dropped otherwise.
+    uses_tf = argparse.ArgumentParser(add_help=False)
+    uses_tf.add_argument("-v", "--verbose", action="store_true",
+                         help="keep TensorFlow's start-up messages on stderr (CUDA, oneDNN, CPU features); "
+                         "also on with the environment variable EXACTSNN_VERBOSE=1")
+    uses_tf.set_defaults(uses_tensorflow=True)
 
-    c = sub.add_parser("convert", help="map a Keras or ONNX ReLU model to its exact SNN")
+    c = sub.add_parser("convert", parents=[uses_tf], help="map a Keras or ONNX ReLU model to its exact SNN")
     c.add_argument("model", help="trained model: ONNX (.onnx) or Keras (.keras, .h5)")
     c.add_argument("sample", help="training sample for X_n (.npy, raw input domain)")
     c.add_argument("-o", "--output", required=True, help="spiking network to write (.npz)")
@@ -191,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip sample values outside the input range to it (reported) instead of refusing them")
     c.set_defaults(func=cmd_convert)
 
-    p = sub.add_parser("predict", help="simulate the SNN on inputs")
+    p = sub.add_parser("predict", parents=[uses_tf], help="simulate the SNN on inputs")
     p.add_argument("network", help="spiking network (.npz)")
     p.add_argument("inputs", help="inputs (.npy, raw input domain)")
     p.add_argument("-o", "--output", required=True, help="output .npz with arrays logits and predictions")
@@ -212,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-o", "--output", required=True, help="HDF5 file to write (.h5)")
     e.set_defaults(func=cmd_export)
 
-    x = sub.add_parser("crosscheck", help="compare our simulator with Brian2 on the first samples")
+    x = sub.add_parser("crosscheck", parents=[uses_tf], help="compare our simulator with Brian2 on the first samples")
     x.add_argument("network", help="spiking network (.npz or .h5)")
     x.add_argument("inputs", help="inputs (.npy, raw input domain)")
     x.add_argument("--dt", type=float, default=1e-3, help="Brian2 time step (default 0.001)")
@@ -220,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--output", help="also write the comparison table as CSV")
     x.set_defaults(func=cmd_crosscheck)
 
-    k = sub.add_parser("caffe2keras", help="convert a Caffe VGG (prototxt + caffemodel) to a Keras model")
+    k = sub.add_parser("caffe2keras", parents=[uses_tf],
+                       help="convert a Caffe VGG (prototxt + caffemodel) to a Keras model")
     k.add_argument("prototxt", help="Caffe network definition (deploy.prototxt)")
     k.add_argument("caffemodel", help="Caffe weights (.caffemodel)")
     k.add_argument("-o", "--output", required=True, help="Keras model to write (.keras)")
@@ -231,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "uses_tensorflow", False):
+            from .ops import import_tensorflow
+
+            import_tensorflow(verbose=args.verbose or None)
         args.func(args)
     except (CLIError, FileNotFoundError) as err:
         print(f"exactsnn: error: {err}", file=sys.stderr)

@@ -7,14 +7,78 @@ tap is an input spike that codes 0, DESIGN §2).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+
 import numpy as np
+
+VERBOSE_ENV = "EXACTSNN_VERBOSE"
+
+
+def _verbose_from_env() -> bool:
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def _stderr_captured():
+    """Point file descriptor 2 at a temporary file; yield it, put the old stderr back after.
+
+    TensorFlow's C++ start-up lines (CUDA probing, oneDNN, CPU features) are written by absl
+    before its logging is initialised, straight to fd 2, so TF_CPP_MIN_LOG_LEVEL cannot stop
+    them and redirecting sys.stderr does not reach them.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow(verbose: bool | None = None):
+    """TensorFlow, imported on first use, without its start-up noise on stderr.
+
+    ``verbose`` (default: the environment variable EXACTSNN_VERBOSE set to anything but
+    "", 0, false or no) keeps TensorFlow's messages.  If the import fails, what TensorFlow
+    wrote is passed on to stderr before the error, so a broken installation still says why.
+    Only the first import is affected; call this before anything imports Keras (which imports
+    TensorFlow) to keep that one quiet too.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    if verbose is None:
+        verbose = _verbose_from_env()
+    if verbose:
+        import tensorflow as tf
+
+        return tf
+    error = None
+    with _stderr_captured() as captured:
+        try:
+            import tensorflow as tf
+
+            # Probing the devices here, not at the first op, keeps the CUDA driver's
+            # complaints (cuInit on a machine without a GPU) inside the capture.
+            tf.config.list_physical_devices()
+        except BaseException as err:  # re-raised below, once stderr is back
+            error = err
+        captured.seek(0)
+        text = captured.read()
+    if error is not None:
+        sys.stderr.write(text.decode(errors="replace"))
+        raise error
+    return tf
 
 
 def _tf():
     """TensorFlow, imported on first use: jobs that only read results need not pay for it."""
-    import tensorflow as tf
-
-    return tf
+    return import_tensorflow()
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 
 from wfutil import atomic, start
 
-log = start(snakemake)
+log = start(snakemake, tensorflow=False)
 
 import pandas as pd
 

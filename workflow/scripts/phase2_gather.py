@@ -2,7 +2,7 @@
 
 from wfutil import start
 
-log = start(snakemake)
+log = start(snakemake, tensorflow=False)
 
 from exactsnn import serialize
 from exactsnn.simulator import Simulation

@@ -4,7 +4,7 @@ import pandas as pd
 
 from wfutil import atomic, start
 
-log = start(snakemake)
+log = start(snakemake, tensorflow=False)
 
 from exactsnn import plots
 

@@ -4,7 +4,7 @@ import pandas as pd
 
 from wfutil import atomic, start
 
-log = start(snakemake)
+log = start(snakemake, tensorflow=False)
 
 table = pd.concat([pd.read_csv(path) for path in snakemake.input.points], ignore_index=True)
 table = table.sort_values(["dataset", "model", "knob", "value", "trial"], kind="stable")

@@ -4,7 +4,7 @@ import pandas as pd
 
 from wfutil import atomic, read_json, start, write_text
 
-log = start(snakemake)
+log = start(snakemake, tensorflow=False)
 
 COLUMNS = {
     # column: (Markdown header, Markdown format)

@@ -15,9 +15,13 @@ from pathlib import Path
 import numpy as np
 
 
+def start(snakemake, tensorflow=True):
+    """Send this job's stdout, stderr (Python and C level) and logging to the rule's log.
 
-def start(snakemake):
-    """Send this job's stdout, stderr (Python and C level) and logging to the rule's log."""
+    With ``tensorflow`` (for scripts that run it), TensorFlow is imported here, before any
+    Keras import, without its start-up messages; EXACTSNN_VERBOSE=1 in the environment keeps
+    them in the log.
+    """
     log = open(snakemake.log[0], "w", buffering=1)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -31,6 +35,10 @@ def start(snakemake):
         force=True,
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if tensorflow:
+        from exactsnn.ops import import_tensorflow
+
+        import_tensorflow()
     return logging.getLogger(snakemake.rule)
 
 
