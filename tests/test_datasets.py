@@ -1,11 +1,14 @@
-"""Dataset loaders on small files the tests write: IDX, .npz, CIFAR pickles; resolution order."""
+"""Dataset loaders on small files the tests write in the official layouts: IDX, .npz, CIFAR
+pickles and binary records, loose or in the distributed .tar.gz; resolution order."""
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
 import struct
+import tarfile
 import warnings
 
 import numpy as np
@@ -334,6 +337,180 @@ def test_pickle_truncated_is_a_clear_error(tmp_path):
     bad.write_bytes(blob[:50])
     with pytest.raises(ValueError, match="test_batch"):
         read_cifar_pickle(bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# CIFAR as distributed: python and binary versions, loose and as the official .tar.gz
+# ----------------------------------------------------------------------------------------------
+
+# (folder the archive unpacks to, train files, test files, label bytes per binary record; 0 = pickles)
+CIFAR_LAYOUTS = {
+    ("cifar10", "python"): ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], 0),
+    ("cifar10", "binary"): ("cifar-10-batches-bin", [f"data_batch_{i}.bin" for i in range(1, 6)], ["test_batch.bin"], 1),
+    ("cifar100", "python"): ("cifar-100-python", ["train"], ["test"], 0),
+    ("cifar100", "binary"): ("cifar-100-binary", ["train.bin"], ["test.bin"], 2),
+}
+# The files besides the batches that the official archives hold (read by nobody, but present).
+CIFAR_EXTRAS = {
+    "cifar-10-batches-py": {"batches.meta": pickle.dumps({"label_names": ["x"] * 10}, protocol=2),
+                            "readme.html": b"<html></html>"},
+    "cifar-10-batches-bin": {"batches.meta.txt": b"airplane\n", "readme.html": b"<html></html>"},
+    "cifar-100-python": {"meta": pickle.dumps({"fine_label_names": ["x"] * 100}, protocol=2)},
+    "cifar-100-binary": {"coarse_label_names.txt": b"a\n", "fine_label_names.txt": b"b\n"},
+}
+
+
+def fake_cifar_files(name, version, rng, n=3):
+    """The batch files of one official CIFAR version (name -> bytes) and the arrays they hold.
+
+    CIFAR-100 gets distinct coarse and fine labels, so a loader that took the wrong one fails.
+    """
+    folder, train, test, label_bytes = CIFAR_LAYOUTS[(name, version)]
+    classes = 10 if name == "cifar10" else 100
+    files, expected = {}, {"train": ([], []), "test": ([], [])}
+    for part, names in (("train", train), ("test", test)):
+        for file in names:
+            images, rows = fake_cifar_raw(rng, n)
+            fine = rng.integers(0, classes, size=n)
+            coarse = fine // 5
+            if label_bytes == 0 and name == "cifar10":
+                files[file] = py2_style_pickle(rows, fine.tolist())
+            elif label_bytes == 0:
+                files[file] = pickle.dumps({b"data": rows, b"fine_labels": fine.tolist(),
+                                            b"coarse_labels": coarse.tolist()}, protocol=2)
+            else:
+                labels = fine[:, None] if label_bytes == 1 else np.stack([coarse, fine], axis=1)
+                files[file] = np.concatenate([labels.astype(np.uint8), rows], axis=1).tobytes()
+            expected[part][0].append(images)
+            expected[part][1].append(fine)
+    arrays = {part: (np.concatenate(x), np.concatenate(y)) for part, (x, y) in expected.items()}
+    return folder, files, arrays
+
+
+def write_cifar_folder(parent, folder, files):
+    target = parent / folder
+    target.mkdir(parents=True)
+    for file, data in {**files, **CIFAR_EXTRAS[folder]}.items():
+        (target / file).write_bytes(data)
+    return target
+
+
+def write_cifar_archive(path, folder, files):
+    """A .tar.gz laid out as the official one: a folder entry, then folder/<file> members."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        entry = tarfile.TarInfo(folder)
+        entry.type = tarfile.DIRTYPE
+        tar.addfile(entry)
+        for file, data in {**CIFAR_EXTRAS[folder], **files}.items():
+            info = tarfile.TarInfo(f"{folder}/{file}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def assert_cifar(ds, name, arrays):
+    scale = {"cifar10": (120.707, 64.15), "cifar100": (121.936, 68.389)}[name]
+    for part in ("train", "test"):
+        x, y = getattr(ds, f"x_{part}"), getattr(ds, f"y_{part}")
+        np.testing.assert_array_equal(x, (arrays[part][0].astype(np.float64) - scale[0]) / (scale[1] + 1e-7))
+        np.testing.assert_array_equal(y, arrays[part][1])
+
+
+OFFICIAL_ARCHIVES = {
+    ("cifar10", "python"): "cifar-10-python.tar.gz",
+    ("cifar10", "binary"): "cifar-10-binary.tar.gz",
+    ("cifar100", "python"): "cifar-100-python.tar.gz",
+    ("cifar100", "binary"): "cifar-100-binary.tar.gz",
+}
+
+
+@pytest.mark.parametrize("name, version", list(CIFAR_LAYOUTS))
+def test_cifar_official_archive_is_read_without_unpacking(tmp_path, name, version):
+    folder, files, arrays = fake_cifar_files(name, version, np.random.default_rng(21))
+    archive = write_cifar_archive(tmp_path / "downloads" / OFFICIAL_ARCHIVES[(name, version)], folder, files)
+    before = sorted(p.name for p in archive.parent.iterdir())
+    ds = load(name, path=archive, **_isolated(tmp_path))
+    assert_cifar(ds, name, arrays)
+    assert ds.source == f"path {archive} (archive, read without unpacking)"
+    # the folder that holds the archive is enough, and nothing was unpacked next to it
+    ds = load(name, path=archive.parent, **_isolated(tmp_path))
+    assert_cifar(ds, name, arrays)
+    assert sorted(p.name for p in archive.parent.iterdir()) == before
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_binary_folder(tmp_path, name):
+    folder, files, arrays = fake_cifar_files(name, "binary", np.random.default_rng(22))
+    target = write_cifar_folder(tmp_path, folder, files)
+    for where in (tmp_path, target):  # the unpacked folder, or the folder it was unpacked into
+        ds = load(name, path=where, **_isolated(tmp_path))
+        assert_cifar(ds, name, arrays)
+        assert ds.source == f"path {target} (CIFAR batch files)"
+
+
+def test_cifar_archive_in_the_keras_2_cache(tmp_path):
+    # Keras 2 keeps the download as datasets/cifar-10-batches-py.tar.gz.
+    folder, files, arrays = fake_cifar_files("cifar10", "python", np.random.default_rng(23))
+    archive = write_cifar_archive(tmp_path / "keras" / "datasets" / "cifar-10-batches-py.tar.gz", folder, files)
+    ds = load("cifar10", system_dir=tmp_path / "none", cache_dir=tmp_path / "keras", download=False)
+    assert_cifar(ds, "cifar10", arrays)
+    assert ds.source == f"Keras cache {archive} (archive, read without unpacking)"
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_cifar_binary_truncated_record_names_the_file(tmp_path, packed):
+    folder, files, _ = fake_cifar_files("cifar10", "binary", np.random.default_rng(24))
+    files["data_batch_3.bin"] = files["data_batch_3.bin"][:-100]
+    if packed:
+        where = write_cifar_archive(tmp_path / "cifar-10-binary.tar.gz", folder, files)
+        expected = r"cifar-10-binary\.tar\.gz:cifar-10-batches-bin/data_batch_3\.bin: 9119 bytes"
+    else:
+        where = write_cifar_folder(tmp_path, folder, files)
+        expected = r"cifar-10-batches-bin/data_batch_3\.bin: 9119 bytes"
+    with pytest.raises(ValueError, match=expected + r" is not a whole number of 3073-byte CIFAR binary records"):
+        load("cifar10", path=where, **_isolated(tmp_path))
+
+
+def test_cifar100_binary_record_size_counts_both_labels(tmp_path):
+    folder, files, _ = fake_cifar_files("cifar100", "binary", np.random.default_rng(25), n=2)
+    files["test.bin"] = files["test.bin"][:-2]
+    expected = r"test\.bin: 6146 bytes is not a whole number of 3074-byte CIFAR binary records \(2 label bytes"
+    with pytest.raises(ValueError, match=expected):
+        load("cifar100", path=write_cifar_folder(tmp_path, folder, files), **_isolated(tmp_path))
+
+
+def test_truncated_cifar_archive_names_the_archive(tmp_path):
+    folder, files, _ = fake_cifar_files("cifar100", "python", np.random.default_rng(26))
+    archive = write_cifar_archive(tmp_path / "cifar-100-python.tar.gz", folder, files)
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"cifar-100-python\.tar\.gz: cannot read the archive .*truncated or corrupt"):
+        load("cifar100", path=archive, **_isolated(tmp_path))
+
+
+def test_pickle_in_an_archive_is_read_by_the_restricted_unpickler(tmp_path):
+    import collections
+
+    folder, files, _ = fake_cifar_files("cifar10", "python", np.random.default_rng(27))
+    files["data_batch_2"] = pickle.dumps({"data": collections.OrderedDict(a=1), "labels": []})
+    archive = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", folder, files)
+    with pytest.raises(datasets.UnsafePickleError, match=r"cifar-10-batches-py/data_batch_2.*collections.OrderedDict"):
+        load("cifar10", path=archive, **_isolated(tmp_path))
+
+
+def test_every_source_is_named(tmp_path):
+    folder = write_idx_folder(tmp_path / "m", fake_mnist(np.random.default_rng(28)))
+    assert load("mnist", path=folder, **_isolated(tmp_path)).source == f"path {folder} (IDX files)"
+    raw = fake_mnist(np.random.default_rng(29))
+    cache = tmp_path / "keras" / "datasets"
+    cache.mkdir(parents=True)
+    np.savez(cache / "mnist.npz", x_train=raw[0], y_train=raw[1], x_test=raw[2], y_test=raw[3])
+    ds = load("mnist", system_dir=tmp_path / "none", cache_dir=tmp_path / "keras", download=False)
+    assert ds.source == f"Keras cache {cache / 'mnist.npz'} (.npz)"
+    system = write_idx_folder(tmp_path / "sys", raw)
+    ds = load("fashion_mnist", system_dir=system, cache_dir=tmp_path / "none", download=False)
+    assert ds.source == f"system copy {system} (IDX files)"
+    assert "scikit-learn" in load("digits").source
 
 
 def test_label_out_of_range_is_an_error(tmp_path):

@@ -12,10 +12,12 @@ If none of them has the data, :class:`DataNotFoundError` says which places were 
 exactly which files to put where.  The ``digits`` dataset ships with scikit-learn, so the
 default workflow config runs offline.
 
-The loaders read three on-disk formats: gzipped (or plain) IDX files (MNIST, Fashion-MNIST),
-Keras' ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``), and the CIFAR "python
-version" pickle folders.  The pickles are read with an unpickler that refuses every global
-except the few NumPy reconstructors a pickled array needs, so a crafted file cannot run code.
+The loaders read the files as they are distributed: gzipped (or plain) IDX files (MNIST,
+Fashion-MNIST), Keras' ``.npz`` (``x_train``, ``y_train``, ``x_test``, ``y_test``), and CIFAR in
+both official versions, "python" (pickled batches) and "binary" (fixed-size records), either as
+the downloaded ``.tar.gz`` (read member by member, nothing is unpacked to disk) or as the folder
+it unpacks to.  The pickles are read with an unpickler that refuses every global except the few
+NumPy reconstructors a pickled array needs, so a crafted file cannot run code.
 
 Scaling follows the paper's code: MNIST-type images /255 in [p, q] = [0, 1]; CIFAR10
 (x − 120.707)/(64.15 + 1e-7) and CIFAR100 (x − 121.936)/(68.389 + 1e-7), both declared as
@@ -26,8 +28,10 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import os
 import pickle
+import tarfile
 import warnings
 import zlib
 from dataclasses import dataclass, replace
@@ -45,6 +49,7 @@ __all__ = [
     "load",
     "read_idx",
     "read_cifar_pickle",
+    "read_cifar_binary",
     "take_fraction",
 ]
 
@@ -63,7 +68,8 @@ class Dataset:
 
     ``x_*`` are float64 arrays, NHWC for images (N, H, W, C); ``y_*`` are int64 class indices
     (N,).  ``input_range`` is the interval [p, q] that every input value lies in; the mapping
-    folds it into the first layer so that spike times of the inputs lie in [0, 1].
+    folds it into the first layer so that spike times of the inputs lie in [0, 1].  ``source``
+    says where the data was read (kind of place, file or folder, format), for the logs.
     """
 
     x_train: np.ndarray  # (N_train, H, W, C) float64
@@ -73,6 +79,7 @@ class Dataset:
     input_range: tuple[float, float]
     num_classes: int
     name: str
+    source: str = ""
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -208,15 +215,39 @@ def read_cifar_pickle(path: str | os.PathLike) -> dict[str, object]:
     """
     path = Path(path)
     with open(path, "rb") as f:
-        try:
-            obj = _ArrayOnlyUnpickler(f, str(path)).load()
-        except UnsafePickleError:
-            raise
-        except Exception as err:  # truncated files raise EOFError or UnpicklingError, garbage many things
-            raise ValueError(f"{path}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from err
+        return _unpickle_cifar(f, str(path))
+
+
+def _unpickle_cifar(f, origin: str) -> dict[str, object]:
+    try:
+        obj = _ArrayOnlyUnpickler(f, origin).load()
+    except UnsafePickleError:
+        raise
+    except Exception as err:  # truncated files raise EOFError or UnpicklingError, garbage many things
+        raise ValueError(f"{origin}: not a readable CIFAR pickle ({type(err).__name__}: {err})") from err
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict in a CIFAR pickle, found {type(obj).__name__}")
+        raise ValueError(f"{origin}: expected a dict in a CIFAR pickle, found {type(obj).__name__}")
     return {k.decode("latin1") if isinstance(k, bytes) else str(k): v for k, v in obj.items()}
+
+
+def read_cifar_binary(raw: bytes, label_bytes: int, origin: str = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) uint8 and labels (N, ``label_bytes``) of a CIFAR "binary version" file.
+
+    Each record is ``label_bytes`` label bytes (CIFAR-10: the class; CIFAR-100: coarse, then
+    fine) followed by the 3072 pixel bytes in the pickles' order (1024 red, 1024 green, 1024
+    blue, each row-major).  The format has no header, so a length that is not a whole number of
+    records is the only sign of a truncated or foreign file; it raises naming ``origin``.
+    """
+    record = label_bytes + 3072
+    if not raw or len(raw) % record:
+        raise ValueError(
+            f"{origin}: {len(raw)} bytes is not a whole number of {record}-byte CIFAR binary records "
+            f"({label_bytes} label byte{'s' if label_bytes > 1 else ''} + 3072 pixel bytes); "
+            "the file is truncated or not a CIFAR binary file"
+        )
+    rows = np.frombuffer(raw, np.uint8).reshape(-1, record)
+    images = rows[:, label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, rows[:, :label_bytes]
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +273,7 @@ class _Spec:
     num_classes: int
     input_range: tuple[float, float]
     scale: Callable[[np.ndarray], np.ndarray]  # raw 0..255 values -> model input domain
-    kind: str  # "idx" (MNIST family) or "cifar10" / "cifar100" (pickle folders)
+    kind: str  # "idx" (MNIST family) or "cifar10" / "cifar100" (see _CIFAR_VERSIONS)
     npz_names: tuple[str, ...]  # .npz file names accepted inside a folder
     cache_entries: tuple[str, ...]  # paths below <keras home>/datasets/, newest Keras first
     system_dirs: tuple[str, ...] = ()
@@ -252,9 +283,48 @@ class _Spec:
         """The exact files a user must provide, for the not-found message."""
         if self.kind == "idx":
             return ", ".join(_IDX_FILES) + " (gzipped IDX)"
-        if self.kind == "cifar10":
-            return "the folder cifar-10-batches-py/ (data_batch_1 ... data_batch_5, test_batch)"
-        return "the folder cifar-100-python/ (train, test)"
+        return " or ".join(
+            f"{v.archives[0]} (or the folder {v.folder}/ it unpacks to: {', '.join(v.train + v.test)})"
+            for v in _CIFAR_VERSIONS[self.kind]
+        )
+
+
+@dataclass(frozen=True)
+class _CifarVersion:
+    """One official distribution of CIFAR-10 or CIFAR-100, as https://www.cs.toronto.edu/~kriz/cifar.html has it."""
+
+    folder: str  # what the archive unpacks to
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    label_bytes: int  # binary version: label bytes per record (the last is the label we use); 0 = pickles
+    archives: tuple[str, ...]  # names the .tar.gz is kept under, the official one first
+
+
+_CIFAR_VERSIONS: dict[str, tuple[_CifarVersion, ...]] = {
+    "cifar10": (
+        _CifarVersion(
+            "cifar-10-batches-py",
+            tuple(f"data_batch_{i}" for i in range(1, 6)),
+            ("test_batch",),
+            0,
+            # Keras 2 keeps the download as cifar-10-batches-py.tar.gz next to the unpacked folder.
+            ("cifar-10-python.tar.gz", "cifar-10-batches-py.tar.gz"),
+        ),
+        _CifarVersion(
+            "cifar-10-batches-bin",
+            tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+            ("test_batch.bin",),
+            1,
+            ("cifar-10-binary.tar.gz",),
+        ),
+    ),
+    "cifar100": (
+        _CifarVersion("cifar-100-python", ("train",), ("test",), 0, ("cifar-100-python.tar.gz",)),
+        # Records of CIFAR-100's binary version carry the coarse (superclass) label, then the fine one.
+        _CifarVersion("cifar-100-binary", ("train.bin",), ("test.bin",), 2, ("cifar-100-binary.tar.gz",)),
+    ),
+}
+_CIFAR_LABEL_KEYS = {"cifar10": "labels", "cifar100": "fine_labels"}
 
 
 def _mnist_scale(x: np.ndarray) -> np.ndarray:
@@ -298,7 +368,12 @@ _SPECS: dict[str, _Spec] = {
         scale=_standardize(120.707, 64.15),
         kind="cifar10",
         npz_names=("cifar10.npz", "cifar-10.npz"),
-        cache_entries=("cifar-10-batches-py-target/cifar-10-batches-py", "cifar-10-batches-py"),
+        cache_entries=(
+            "cifar-10-batches-py-target/cifar-10-batches-py",
+            "cifar-10-batches-py",
+            "cifar-10-batches-py.tar.gz",
+            "cifar-10-python.tar.gz",
+        ),
         keras_module="cifar10",
     ),
     "cifar100": _Spec(
@@ -309,7 +384,11 @@ _SPECS: dict[str, _Spec] = {
         scale=_standardize(121.936, 68.389),
         kind="cifar100",
         npz_names=("cifar100.npz", "cifar-100.npz"),
-        cache_entries=("cifar-100-python-target/cifar-100-python", "cifar-100-python"),
+        cache_entries=(
+            "cifar-100-python-target/cifar-100-python",
+            "cifar-100-python",
+            "cifar-100-python.tar.gz",
+        ),
         keras_module="cifar100",
     ),
 }
@@ -364,62 +443,114 @@ def _read_idx_folder(folder: Path) -> _Raw:
     return x_train, y_train, x_test, y_test
 
 
-def _read_cifar_folder(folder: Path, kind: str) -> _Raw:
-    if kind == "cifar10":
-        train_files = [f"data_batch_{i}" for i in range(1, 6)]
-        test_files, label_key = ["test_batch"], "labels"
-    else:
-        train_files, test_files, label_key = ["train"], ["test"], "fine_labels"
-    missing = [f for f in train_files + test_files if not (folder / f).is_file()]
-    if missing:
-        raise _Missing(f"missing {', '.join(missing)}")
+def _decode_cifar(kind: str, version: _CifarVersion, read: Callable[[str], bytes], origin: str) -> _Raw:
+    """The train and test arrays of one CIFAR version; ``read(name)`` gives a file's bytes and
+    ``origin/name`` names it in errors."""
 
-    def read(names: list[str]):
+    def part(names: tuple[str, ...]):
         xs, ys = [], []
-        for n in names:
-            batch = read_cifar_pickle(folder / n)
-            if "data" not in batch or label_key not in batch:
-                raise ValueError(f"{folder / n}: CIFAR pickle lacks 'data' or '{label_key}' (has {sorted(batch)})")
+        for name in names:
+            where = f"{origin}/{name}"
+            if version.label_bytes:
+                images, labels = read_cifar_binary(read(name), version.label_bytes, where)
+                xs.append(images)
+                ys.append(labels[:, -1])
+                continue
+            batch = _unpickle_cifar(io.BytesIO(read(name)), where)
+            key = _CIFAR_LABEL_KEYS[kind]
+            if "data" not in batch or key not in batch:
+                raise ValueError(f"{where}: CIFAR pickle lacks 'data' or '{key}' (has {sorted(batch)})")
             # Stored as rows of 3072 bytes: 1024 red, 1024 green, 1024 blue, each row-major.
             xs.append(np.asarray(batch["data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            ys.append(np.asarray(batch[label_key]))
+            ys.append(np.asarray(batch[key]))
         return np.concatenate(xs), np.concatenate(ys)
 
-    x_train, y_train = read(train_files)
-    x_test, y_test = read(test_files)
+    x_train, y_train = part(version.train)
+    x_test, y_test = part(version.test)
     return x_train, y_train, x_test, y_test
 
 
-def _read_location(spec: _Spec, where: Path) -> _Raw:
+def _read_cifar_folder(folder: Path, kind: str) -> _Raw:
+    """The first CIFAR version whose files are all in ``folder``."""
+    reasons = []
+    for version in _CIFAR_VERSIONS[kind]:
+        missing = [f for f in version.train + version.test if not (folder / f).is_file()]
+        if not missing:
+            return _decode_cifar(kind, version, lambda name: (folder / name).read_bytes(), str(folder))
+        reasons.append(f"missing {', '.join(missing)}")
+    raise _Missing(" / ".join(reasons))
+
+
+def _read_cifar_archive(archive: Path, kind: str) -> _Raw:
+    """A CIFAR ``.tar.gz`` read as downloaded: its members are read into memory, none is unpacked
+    to disk.  The first version whose files are all in the archive (under its folder) is used."""
+    wanted = {f"{v.folder}/{f}": v for v in _CIFAR_VERSIONS[kind] for f in v.train + v.test}
+    found: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if name in wanted and member.isfile():
+                    found[name] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise ValueError(f"{archive}: cannot read the archive ({type(err).__name__}: {err}); "
+                         "it is truncated or corrupt") from err
+    for version in _CIFAR_VERSIONS[kind]:
+        if all(f"{version.folder}/{f}" in found for f in version.train + version.test):
+            return _decode_cifar(kind, version, lambda name: found[f"{version.folder}/{name}"], f"{archive}:{version.folder}")
+    raise _Missing(f"is an archive without {_cifar_members(kind)}")
+
+
+def _cifar_members(kind: str) -> str:
+    return " or ".join(f"{v.folder}/{{{','.join(v.train + v.test)}}}" for v in _CIFAR_VERSIONS[kind])
+
+
+def _is_archive(path: Path) -> bool:
+    return path.name.endswith((".tar.gz", ".tgz", ".tar"))
+
+
+def _read_location(spec: _Spec, where: Path) -> tuple[_Raw, str]:
     """Read the dataset from a file or folder, or raise :class:`_Missing` saying why not.
 
     A folder may hold the IDX files or the CIFAR batches directly, one of the conventional
-    ``.npz`` names, or the conventional CIFAR sub-folder (``cifar-10-batches-py``).
+    ``.npz`` names, the folder an official CIFAR archive unpacks to (``cifar-10-batches-py``,
+    ``cifar-10-batches-bin``, ...) or the archive itself.  Returns the arrays and the file or
+    folder they came from, with its format.
     """
     if where.is_file():
         if where.suffix == ".npz":
-            return _read_npz(where)
+            return _read_npz(where), f"{where} (.npz)"
+        if spec.kind != "idx" and _is_archive(where):
+            return _read_cifar_archive(where, spec.kind), f"{where} (archive, read without unpacking)"
         raise _Missing(f"is a file but not an .npz; give the folder that holds {spec.files_hint()}")
     if not where.is_dir():
         raise _Missing("does not exist")
     reasons = []
     for npz in spec.npz_names:
         if (where / npz).is_file():
-            return _read_npz(where / npz)
+            return _read_npz(where / npz), f"{where / npz} (.npz)"
     if spec.kind == "idx":
         try:
-            return _read_idx_folder(where)
+            return _read_idx_folder(where), f"{where} (IDX files)"
         except _Missing as err:
             reasons.append(str(err))
     else:
-        subfolders = [e.split("/")[-1] for e in spec.cache_entries]
-        for folder in [where] + [where / s for s in dict.fromkeys(subfolders)]:
+        versions = _CIFAR_VERSIONS[spec.kind]
+        for folder in [where] + [where / v.folder for v in versions]:
             if not folder.is_dir():
                 continue
             try:
-                return _read_cifar_folder(folder, spec.kind)
+                return _read_cifar_folder(folder, spec.kind), f"{folder} (CIFAR batch files)"
             except _Missing as err:
                 reasons.append(f"{folder}: {err}")
+        for archive in [where / a for v in versions for a in v.archives]:
+            if archive.is_file():
+                try:
+                    return _read_cifar_archive(archive, spec.kind), f"{archive} (archive, read without unpacking)"
+                except _Missing as err:
+                    reasons.append(f"{archive}: {err}")
     raise _Missing("; ".join(reasons) or "holds none of the expected files")
 
 
@@ -459,8 +590,9 @@ def load(
     """Load a dataset by name, scaled to the paper's input domain.
 
     ``name``: one of :data:`NAMES` (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``,
-    ``cifar100``).  ``path``: a folder (IDX files, CIFAR batch folder, or a folder holding a
-    conventionally named ``.npz``) or an ``.npz`` file.  ``system_dir``: replaces the default
+    ``cifar100``).  ``path``: a folder (IDX files; CIFAR batch files of the python or binary
+    version, the folder they come in, or the official ``.tar.gz``; a conventionally named
+    ``.npz``), an ``.npz`` file or a CIFAR ``.tar.gz``.  ``system_dir``: replaces the default
     system-wide folder.  ``cache_dir``: the Keras cache root (files live in its ``datasets/``;
     default ``$KERAS_HOME`` or ``~/.keras``).  ``download``: allow a download through
     ``keras.datasets`` as the last resort (it caches into the Keras home, not ``cache_dir``).
@@ -489,13 +621,13 @@ def load(
 
     for label, where in candidates:
         try:
-            raw = _read_location(spec, where)
+            raw, read = _read_location(spec, where)
         except _Missing as err:
             tried.append(f"{label} {where}: {err}")
             if label == "path":
                 warnings.warn(f"{spec.name}: {where} {err}; looking elsewhere", stacklevel=2)
             continue
-        return _finish(spec, raw, source=str(where))
+        return _finish(spec, raw, source=f"{label} {read}")
 
     if download:
         try:
@@ -503,7 +635,7 @@ def load(
         except Exception as err:  # no network, proxy, hash mismatch: all mean "not here"
             tried.append(f"download via keras.datasets.{spec.keras_module}: failed ({type(err).__name__}: {err})")
         else:
-            return _finish(spec, raw, source=f"keras.datasets.{spec.keras_module}")
+            return _finish(spec, raw, source=f"download via keras.datasets.{spec.keras_module} (into the Keras cache)")
     else:
         tried.append("download: not attempted (download=False)")
     raise DataNotFoundError(_not_found_message(spec, tried, system, _keras_homes(cache_dir)[0]))
@@ -529,11 +661,16 @@ def _not_found_message(spec: _Spec, tried: list[str], system: list[Path], home: 
             lines.append(f"  - put the same four files into the Keras cache folder {home / 'datasets' / entry}/")
         shapes = f"(N, {spec.shape[0]}, {spec.shape[1]}) or (N, {', '.join(map(str, spec.shape))})"
     else:
-        sub = spec.cache_entries[-1]
-        archive = "cifar-10-python.tar.gz" if spec.kind == "cifar10" else "cifar-100-python.tar.gz"
-        members = "data_batch_1 ... data_batch_5, test_batch" if spec.kind == "cifar10" else "train, test"
-        lines.append(f"  - extract {archive} and pass the folder {sub}/ ({members}) as path=...")
-        lines.append(f"  - or put that folder at {home / 'datasets' / sub}/")
+        python, binary = _CIFAR_VERSIONS[spec.kind]
+        lines.append(
+            f"  - pass as path=... the downloaded {python.archives[0]} or {binary.archives[0]} "
+            "(read as it is, no need to unpack), or the folder holding it"
+        )
+        lines.append(
+            f"  - or the folder an archive unpacks to: {python.folder}/ ({', '.join(python.train + python.test)}) "
+            f"or {binary.folder}/ ({', '.join(binary.train + binary.test)})"
+        )
+        lines.append(f"  - or put {python.archives[0]} or the folder {python.folder}/ into {home / 'datasets'}/")
         shapes = f"(N, {', '.join(map(str, spec.shape))})"
     lines.append(
         f"  - or pass as path=... an .npz file with arrays x_train, y_train, x_test, y_test "
@@ -562,7 +699,7 @@ def _finish(spec: _Spec, raw: _Raw, *, source: str) -> Dataset:
                 f"{source}: {spec.name} {part} labels span {y.min()}..{y.max()}, expected 0..{spec.num_classes - 1}"
             )
         out += [spec.scale(x.astype(np.float64)), y]
-    return Dataset(*out, input_range=spec.input_range, num_classes=spec.num_classes, name=spec.name)
+    return Dataset(*out, input_range=spec.input_range, num_classes=spec.num_classes, name=spec.name, source=source)
 
 
 def _load_digits(seed: int) -> Dataset:
@@ -586,4 +723,5 @@ def _load_digits(seed: int) -> Dataset:
         input_range=(0.0, 16.0),
         num_classes=10,
         name="digits",
+        source="scikit-learn's bundled copy (sklearn.datasets.load_digits)",
     )

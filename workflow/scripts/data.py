@@ -23,8 +23,9 @@ except datasets.DataNotFoundError as error:
     log.error("%s", error)
     sys.exit(1)
 log.info(
-    "%s: %d training and %d test samples of shape %s, input range %s, %d classes",
+    "%s read from %s: %d training and %d test samples of shape %s, input range %s, %d classes",
     dataset.name,
+    dataset.source,
     len(dataset.x_train),
     len(dataset.x_test),
     dataset.input_shape,
