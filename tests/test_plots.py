@@ -116,18 +116,114 @@ def test_figures_build(build, neuron):
         fig.canvas.draw() if hasattr(fig.canvas, "draw") else None
 
 
-def test_robustness_figure_builds():
+def _sweep():
     import pandas as pd
-    from matplotlib.figure import Figure
 
-    rows = pd.DataFrame({
+    return pd.DataFrame({
         "value": [0.0, 0.0, 0.01, 0.01, 0.1, 0.1],
         "accuracy_snn": [0.9, 0.9, 0.88, 0.89, 0.5, 0.6],
         "agreement": [1.0, 1.0, 0.97, 0.98, 0.5, 0.55],
         "accuracy_original": [0.9] * 6,
     })
-    fig = plots.robustness(rows, "noise_sigma", title="digits fc")
+
+
+def test_robustness_figure_builds():
+    from matplotlib.figure import Figure
+
+    fig = plots.robustness(_sweep(), "noise_sigma", title="digits fc")
     assert isinstance(fig, Figure) and fig.axes[0].get_xscale() == "symlog"
+
+
+def _drawn(fig):
+    """The figure drawn on an Agg canvas, and its renderer (window extents need a draw)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _legend_outside_axes(fig, renderer):
+    assert fig.legends, "the figure has no legend"
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            assert not box.overlaps(ax.get_window_extent(renderer)), "the legend lies on an axes"
+
+
+def test_histogram_legend_covers_no_bars():
+    from matplotlib.patches import Polygon
+    from matplotlib.transforms import Bbox
+
+    net, x, sim = _run(conv_digits_net, "alpha")
+    fig = plots.spike_time_histogram(net, sim, sample=0)
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Polygon)]
+    assert len(bars) == len(net.hidden_layers)
+    legend = fig.legends[0].get_window_extent(renderer)
+    frame = ax.get_window_extent(renderer)
+    for bar in bars:
+        # The step outline starts at count 0, far below a log axis: only what the axes
+        # shows of it (clipped to the axes) can be covered.
+        shown = Bbox.intersection(bar.get_window_extent(renderer), frame)
+        assert shown is not None and not legend.overlaps(shown)
+    _legend_outside_axes(fig, renderer)
+    assert "τ_c" in ax.get_xlabel()
+
+
+@pytest.mark.parametrize("build", [conv_digits_net, deviating_dense_net])
+def test_potentials_are_drawn_relative_to_each_threshold(build):
+    """V/ϑ: every trace ends at its spike at 1 and stays below it, whatever the size of ϑ."""
+    net, x, sim = _run(build, "alpha")
+    fig = plots.membrane_potentials(net, sim, x, sample=0, neurons=4, points=80)
+    renderer = _drawn(fig)
+    for ax in fig.axes:
+        traces = [line for line in ax.lines if len(line.get_xdata()) > 2]
+        assert traces
+        for line in traces:
+            v = np.asarray(line.get_ydata(), float)
+            assert abs(v[-1] - 1.0) <= 1e-6 and v.max() <= 1.0 + 1e-6
+        assert "τ_c" in ax.get_xlabel() and "ϑ" in ax.get_ylabel()
+    _legend_outside_axes(fig, renderer)
+
+
+def test_potentials_span_thresholds_of_very_different_size():
+    """Thresholds a thousand times apart: on V/ϑ both traces fill the same range."""
+    net, x, sim = _run(conv_digits_net, "alpha")
+    sl = net.hidden_layers[0]
+    theta = np.broadcast_to(sl.threshold, sl.layer.output_shape)
+    assert theta.max() / theta[theta > 0].min() > 10  # the case the normalisation is for
+    fig = plots.membrane_potentials(net, sim, x, sample=0, neurons=5, points=80)
+    ax = fig.axes[0]
+    top, bottom = ax.get_ylim()[1], ax.get_ylim()[0]
+    assert top < 1.5 and bottom > -1.0
+
+
+def test_robustness_plot_draws_mean_spread_and_every_trial():
+    from matplotlib.collections import PathCollection, PolyCollection
+
+    rows = _sweep()
+    fig = plots.robustness(rows, "noise_sigma", title="digits fc")
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    spreads = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    trials = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(spreads) == 2  # accuracy and agreement
+    assert [len(c.get_offsets()) for c in trials] == [len(rows), len(rows)]
+    # The shaded band of the accuracy spans the trials' range at σ = 0.1 (0.5 to 0.6).
+    band = spreads[0].get_paths()[0].vertices
+    at = band[np.isclose(band[:, 0], 0.1)][:, 1]
+    assert np.isclose(at.min(), 0.5) and np.isclose(at.max(), 0.6)
+    assert ax.get_xlabel() == "spike-time noise σ (τ_c)"
+    _legend_outside_axes(fig, renderer)
+
+
+def test_robustness_plot_of_one_trial_per_value():
+    rows = _sweep().drop_duplicates("value")
+    fig = plots.robustness(rows.assign(value=[-0.5, 0.0, 0.5]), "zeta")
+    _drawn(fig)
+    assert "ζ" in fig.axes[0].get_xlabel() and fig.axes[0].get_xscale() == "linear"
 
 
 def test_plots_refuse_a_run_without_spike_times():
