@@ -206,16 +206,132 @@ def test_pass_file_list_seeded_and_saved(pass_tree, tmp_path):
     assert imagesets.pass_file_list(pass_tree, seed=99, list_file=list_file) == files
 
 
-def test_pass_parts_and_xn_range():
-    parts = imagesets.pass_parts()
-    assert parts == [(50_000 * k, 50_000 * k + 10_000) for k in range(10)]
-    assert imagesets.pass_xn_range() == (500_000, 505_000)
-    assert imagesets.pass_parts(3, 4, 6, n_total=15) == [(0, 4), (6, 10), (12, 15)]
-    with pytest.raises(ValueError, match="part 3"):
-        imagesets.pass_parts(4, 4, 6, n_total=15)
-    assert imagesets.pass_xn_range(10, 8, n_total=15) == (10, 15)
-    with pytest.raises(ValueError, match="X_n"):
-        imagesets.pass_xn_range(20, 5, n_total=15)
+def test_pass_regions():
+    parts, sample = imagesets.pass_regions(1_439_588)
+    assert parts == [(50_000 * k, 50_000 * (k + 1), 10_000) for k in range(10)]
+    assert sample == (500_000, 1_439_588, 5_000)
+    parts, sample = imagesets.pass_regions(15, 3, 4, 5, xn_offset=14, xn_count=1)
+    assert parts == [(0, 5, 4), (5, 10, 4), (10, 14, 4)] and sample == (14, 15, 1)
+    with pytest.raises(ValueError, match="part 3 starts at 12, but the file list has only 10 files"):
+        imagesets.pass_regions(10, 4, 2, 4, xn_offset=6, xn_count=1)
+    with pytest.raises(ValueError, match="part 1 needs 4 images from position 6, but the next part or the X_n sample starts at 8"):
+        imagesets.pass_regions(20, 2, 4, 6, xn_offset=8, xn_count=2)
+    with pytest.raises(ValueError, match="X_n sample needs 8 images from position 16, but the file list ends at 20"):
+        imagesets.pass_regions(20, 2, 4, 8, xn_offset=16, xn_count=8)
+    with pytest.raises(ValueError, match="where another part or the X_n sample starts too"):
+        imagesets.pass_regions(20, 2, 4, 0, xn_offset=16)
+
+
+def _pass_shards(folder, root):
+    """The official shards of a PASS_dataset tree: PASS.<k>.tar holding PASS_dataset/<k>/..."""
+    import tarfile
+
+    for sub in sorted(os.listdir(folder)):
+        with tarfile.open(root / f"PASS.{sub}.tar", "w") as tar:  # uncompressed, as on Zenodo
+            tar.add(folder / sub, arcname=f"PASS_dataset/{sub}")
+    return sorted(root.glob("PASS.*.tar"))
+
+
+@pytest.fixture(scope="module")
+def pass_copies(pass_tree, tmp_path_factory):
+    """The same PASS images unpacked (root/PASS_dataset/) and as tar shards (root/PASS.k.tar)."""
+    import shutil
+
+    unpacked = tmp_path_factory.mktemp("pass_unpacked")
+    shutil.copytree(pass_tree, unpacked / "PASS_dataset")
+    packed = tmp_path_factory.mktemp("pass_packed")
+    _pass_shards(pass_tree, packed)
+    return unpacked, packed
+
+
+def test_pass_shards_and_extracted_folder_give_the_same_images(pass_copies, tmp_path):
+    unpacked, packed = pass_copies
+    folder, shards = imagesets.pass_source(unpacked), imagesets.pass_source(packed)
+    assert folder.folder == str(unpacked / "PASS_dataset") and not folder.shards
+    assert shards.folder is None and [os.path.basename(p) for p in shards.shards] == [f"PASS.{k}.tar" for k in range(4)]
+    assert "streamed, not unpacked" in shards.describe()
+    assert imagesets.pass_source(unpacked / "PASS_dataset").folder == str(unpacked / "PASS_dataset")
+    files = imagesets.pass_file_list(folder, seed=3)
+    assert imagesets.pass_file_list(shards, seed=3) == files
+    assert "0/broken.jpg" in files and "2/notes.txt" not in files
+    parts, sample = imagesets.pass_regions(len(files), 2, 4, 6, xn_offset=12, xn_count=3)
+    manifests = []
+    for source, name in ((folder, "folder"), (shards, "shards")):
+        images = [source.image(f) for f in files]
+        test = imagesets.write_shards(images, tmp_path / name / "test", shard_size=3, size=16, skip_invalid=True,
+                                      fill=parts, root=source.folder)
+        manifests.append((test, imagesets.read_shards(tmp_path / name / "test")))
+    (m1, x1), (m2, x2) = manifests
+    np.testing.assert_array_equal(x1, x2)
+    assert [s["count"] for s in m1["segments"]] == [4, 4] and m1["segments"] == m2["segments"]
+    assert [e["index"] for e in m1["skipped"]] == [e["index"] for e in m2["skipped"]]
+    assert all(":PASS_dataset/" in e["path"] for e in m2["skipped"])
+    # nothing was unpacked beside the shards
+    assert sorted(os.listdir(packed)) == [f"PASS.{k}.tar" for k in range(4)]
+
+
+@pytest.mark.parametrize("fill", [[(0, 18, 16)], [(0, 9, 7), (9, 18, 5)]])
+def test_pass_parts_are_filled_with_decodable_images_in_list_order(pass_tree, tmp_path, fill):
+    files = imagesets.pass_file_list(pass_tree, seed=3)
+    bad = {"0/broken.jpg", "1/gray.jpg"}
+    paths = [os.path.join(pass_tree, f) for f in files]
+    manifest = imagesets.write_shards(paths, tmp_path / "s", shard_size=2, size=16, skip_invalid=True, fill=fill)
+    expected = []
+    for (start, limit, take), segment in zip(fill, manifest["segments"]):
+        good = [f for f in files[start:limit] if f not in bad][:take]  # the first `take` decodable, in order
+        assert segment["count"] == take and files[segment["stop"] - 1] == good[-1]
+        expected += good
+    stored = imagesets.read_shards(tmp_path / "s")
+    reference = np.stack([imagesets.load_image(os.path.join(pass_tree, f), 16) for f in expected])
+    np.testing.assert_array_equal(stored, reference)
+    # only the refused files inside the candidates used were decoded and recorded
+    refused = {i for i, f in enumerate(files) if f in bad
+               and any(s["start"] <= i < s["stop"] for s in manifest["segments"])}
+    assert {e["index"] for e in manifest["skipped"]} == refused
+    if fill == [(0, 18, 16)]:
+        assert refused  # a refused file was replaced by the next one
+    # a rerun reuses the shards
+    assert imagesets.write_shards(paths, tmp_path / "s", shard_size=2, size=16, skip_invalid=True, fill=fill) == manifest
+
+
+def test_a_part_that_cannot_be_filled_is_an_error(pass_tree, tmp_path):
+    files = imagesets.pass_file_list(pass_tree, seed=3)
+    paths = [os.path.join(pass_tree, f) for f in files]
+    with pytest.raises(imagesets.NotEnoughImages, match=r"only 16 of 17 images .* \[0, 18\) \(2 refused\)"):
+        imagesets.write_shards(paths, tmp_path / "t", size=16, skip_invalid=True, fill=[(0, 18, 17)])
+    with pytest.raises(ValueError, match="needs skip_invalid"):
+        imagesets.write_shards(paths, tmp_path / "u", size=16, fill=[(0, 9, 7)])
+
+
+def test_pass_metadata_restricts_the_list(pass_copies, tmp_path):
+    unpacked, packed = pass_copies
+    every = imagesets.pass_source(packed).names()
+    listed = [f.rsplit("/", 1)[-1].split(".")[0] for f in every if not f.startswith("3/")] + ["not_downloaded"]
+    metadata = tmp_path / "pass_metadata.csv"
+    metadata.write_text("unickname,hash,datetaken\n" + "".join(f"u,{h},\n" for h in listed))
+    source = imagesets.pass_source(packed, metadata=metadata)
+    names = source.names()
+    assert names == [f for f in every if not f.startswith("3/")]
+    assert source.unlisted == 4 and source.missing == 1
+    assert str(metadata) in source.describe()
+    # found where the download puts it: beside PASS_dataset/
+    (unpacked / "pass_metadata.csv").write_text(metadata.read_text())
+    try:
+        assert imagesets.pass_source(unpacked / "PASS_dataset").names() == names
+    finally:
+        (unpacked / "pass_metadata.csv").unlink()
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="other.csv: no 'hash' column"):
+        imagesets.pass_source(packed, metadata=tmp_path / "other.csv").names()
+
+
+def test_truncated_pass_shard_names_the_shard(pass_tree, tmp_path):
+    shard = _pass_shards(pass_tree, tmp_path)[1]
+    shard.write_bytes(shard.read_bytes()[:1500])
+    with pytest.raises(ValueError, match=r"PASS\.1\.tar: not a readable uncompressed tar file"):
+        imagesets.pass_source(tmp_path).names()
+    with pytest.raises(FileNotFoundError, match="PASS.0.tar"):
+        imagesets.pass_source(tmp_path / "nowhere")
 
 
 def test_load_pass_images_skips_corrupt_and_grayscale(pass_tree):

@@ -11,8 +11,12 @@ Places365 (VGG16 from Caffe, 365 classes)
     validation set into jobs; :func:`caffe_preprocess` turns uint8 RGB into Caffe's input.
 
 PASS (VGG16 ImageNet weights, no labels)
-    :func:`pass_file_list` makes (or reloads) the one seeded shuffle of all image files;
-    :func:`pass_parts` and :func:`pass_xn_range` give the test parts and the X_n sample;
+    :func:`pass_source` finds the images as distributed: the tar shards ``PASS.0.tar`` ...
+    (streamed: each image is read from its shard at its offset, nothing is unpacked) or the
+    folder ``PASS_dataset/`` they unpack to, restricted to the images ``pass_metadata.csv``
+    lists when it is there; :func:`pass_file_list` makes (or reloads) the one seeded shuffle;
+    :func:`pass_regions` places the test parts and the X_n sample in it, and
+    :func:`write_shards` with ``fill`` fills each with a fixed number of decodable images;
     :func:`load_pass_images` decodes, skips undecodable or non-RGB files and applies
     ``keras.applications.vgg16.preprocess_input``.
 
@@ -23,10 +27,15 @@ Every file this module writes is written to a temporary name first and then rena
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import io
 import json
 import os
+import re
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,11 +55,14 @@ __all__ = [
     "read_shards",
     "shard_manifest",
     "split_parts",
+    "NotEnoughImages",
+    "ArchiveMember",
+    "PassSource",
+    "pass_source",
     "pass_file_list",
     "save_file_list",
     "load_file_list",
-    "pass_parts",
-    "pass_xn_range",
+    "pass_regions",
     "load_pass_uint8",
     "pass_preprocess",
     "load_pass_images",
@@ -84,8 +96,37 @@ class ImageRefused(ValueError):
     (what the callers count)."""
 
     def __init__(self, path, kind: str, reason: str):
-        super().__init__(f"image {os.fspath(path)!r}: {reason}")
-        self.path, self.kind, self.reason = os.fspath(path), kind, reason
+        super().__init__(f"image {_label(path)!r}: {reason}")
+        self.path, self.kind, self.reason = _label(path), kind, reason
+
+
+@dataclass(frozen=True)
+class ArchiveMember:
+    """An image inside an uncompressed tar file, read from its offset without unpacking.
+
+    Each read opens the archive anew, so decoding threads never share a file position.
+    """
+
+    archive: str
+    name: str  # the member's name in the archive
+    offset: int  # where its data starts (tarfile's offset_data)
+    size: int
+
+    def open(self):
+        with open(self.archive, "rb") as fh:
+            fh.seek(self.offset)
+            data = fh.read(self.size)
+        if len(data) != self.size:
+            raise OSError(f"{self.archive} ends inside {self.name} (truncated archive)")
+        return io.BytesIO(data)
+
+    def __str__(self) -> str:
+        return f"{self.archive}:{self.name}"
+
+
+def _label(path) -> str:
+    """How an image is named in messages and manifests: its path, or archive:member."""
+    return str(path) if isinstance(path, ArchiveMember) else os.fspath(path)
 
 
 def _decode_errors():
@@ -146,7 +187,8 @@ def load_image(path, size: int = 224, *, require_rgb: bool = False, max_pixels: 
                root=None) -> np.ndarray:
     """Decode ``path``, resize to ``size`` x ``size`` (bilinear) and return uint8 (size, size, 3) RGB.
 
-    Raises :class:`ImageRefused` (a ``ValueError``; ``.reason`` says why) for an image that
+    ``path`` is a file or an :class:`ArchiveMember`.  Raises :class:`ImageRefused` (a
+    ``ValueError``; ``.reason`` says why) for an image that
     cannot be decoded, that has more than ``max_pixels`` pixels (checked from the header,
     before decoding), that lies outside the folder ``root`` once symlinks are resolved, or,
     with ``require_rgb``, whose mode is not ``'RGB'``.  Without ``require_rgb`` other modes
@@ -155,11 +197,12 @@ def load_image(path, size: int = 224, *, require_rgb: bool = False, max_pixels: 
     """
     from PIL import Image
 
-    if root is not None and _inside(os.fspath(path), root) is None:
+    member = isinstance(path, ArchiveMember)  # member names were checked when the archive was listed
+    if root is not None and not member and _inside(os.fspath(path), root) is None:
         raise ImageRefused(path, "outside its folder",
                            f"resolves to {os.path.realpath(path)!r}, outside the image folder {os.fspath(root)!r}")
     try:
-        with Image.open(path) as img:
+        with Image.open(path.open() if member else path) as img:
             pixels = img.size[0] * img.size[1]
             if pixels > max_pixels:
                 raise ImageRefused(path, "too many pixels", f"{img.size[0]} x {img.size[1]} = {pixels} pixels, more than "
@@ -320,7 +363,7 @@ def _write_json(path: str, obj) -> None:
 def _paths_digest(paths) -> str:
     h = hashlib.sha256()
     for p in paths:
-        h.update(os.fspath(p).encode("utf-8") + b"\n")
+        h.update(p.encode("utf-8") + b"\n")
     return h.hexdigest()
 
 
@@ -336,6 +379,10 @@ def shard_manifest(out_dir) -> dict:
     return manifest
 
 
+class NotEnoughImages(ValueError):
+    """A ``fill`` segment of :func:`write_shards` ran out of candidates before it was full."""
+
+
 def write_shards(
     paths,
     out_dir,
@@ -343,16 +390,26 @@ def write_shards(
     size: int = 224,
     *,
     skip_invalid: bool = False,
+    fill=None,
     workers: int = 1,
     root=None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict:
-    """Decode, resize and store ``paths`` as uint8 (n, size, size, 3) ``.npy`` shards in ``out_dir``.
+    """Decode, resize and store ``paths`` (files or :class:`ArchiveMember`) as uint8
+    (n, size, size, 3) ``.npy`` shards in ``out_dir``.
 
-    Shard k holds the images of ``paths[k*shard_size:(k+1)*shard_size]``.  Each shard and the
-    ``manifest.json`` are written atomically, and the manifest is rewritten after every shard,
-    so an interrupted run can be resumed: calling again with the same arguments reuses the
-    shards already listed and writes the rest.  A finished folder is returned unchanged.
+    Without ``fill`` every path is stored, shard k holding the images of
+    ``paths[k*shard_size:(k+1)*shard_size]``.  With ``fill``, a list of (start, limit, take),
+    segment j stores the first ``take`` images of ``paths[start:limit]`` that can be stored:
+    a refused image is replaced by the next candidate, and candidates beyond those needed are
+    not decoded, so the segment holds exactly ``take`` images in list order whatever is
+    refused.  A segment that runs out of candidates raises :class:`NotEnoughImages`.  The
+    manifest's ``segments`` gives, per segment, the candidates used (start, stop) and the count.
+
+    Each shard and the ``manifest.json`` are written atomically, and the manifest is rewritten
+    after every shard, so an interrupted run can be resumed: calling again with the same
+    arguments reuses the shards already listed and writes the rest.  A finished folder is
+    returned unchanged.
 
     With ``skip_invalid`` (PASS) images that cannot be decoded, are not RGB, have more than
     ``max_pixels`` pixels or lie outside ``root`` are left out and listed in the manifest's
@@ -362,7 +419,11 @@ def write_shards(
     """
     if shard_size <= 0 or size <= 0:
         raise ValueError("shard_size and size must be positive")
-    paths = [os.fspath(p) for p in paths]
+    if fill is not None and not skip_invalid:
+        raise ValueError("fill replaces refused images by the next ones, so it needs skip_invalid=True")
+    items = list(paths)
+    names = [_label(p) for p in items]
+    segments = [(0, len(items), None)] if fill is None else [(int(a), int(b), int(t)) for a, b, t in fill]
     out = os.fspath(out_dir)
     os.makedirs(out, exist_ok=True)
     settings = {
@@ -372,8 +433,9 @@ def write_shards(
         "shard_size": int(shard_size),
         "skip_invalid": bool(skip_invalid),
         "max_pixels": int(max_pixels),
-        "n_paths": len(paths),
-        "paths_sha256": _paths_digest(paths),
+        "n_paths": len(items),
+        "paths_sha256": _paths_digest(names),
+        "fill": None if fill is None else [list(seg) for seg in segments],
     }
     manifest = None
     try:
@@ -390,10 +452,12 @@ def write_shards(
         return manifest
     if manifest is None:
         manifest = dict(settings, shards=[], skipped=[], count=0, complete=False)
-    done = [s for s in manifest["shards"] if os.path.exists(os.path.join(out, s["file"]))]
-    done_starts = {s["start"] for s in done}
-    skipped = [s for s in manifest["skipped"] if any(d["start"] <= s["index"] < d["stop"] for d in done)]
-    shards = list(done)
+    # A shard is reused only where the same candidates land in the same file again, which a
+    # resumed run reproduces exactly because the chunks follow from the counts before them.
+    done = {(s["start"], s["stop"], s["file"]): s for s in manifest["shards"]
+            if os.path.exists(os.path.join(out, s["file"]))}
+    old_skipped = manifest["skipped"]
+    shards, skipped, filled = [], [], []
 
     def load(p):
         try:
@@ -403,28 +467,40 @@ def write_shards(
                 raise
             return refused
 
-    for k, start in enumerate(range(0, len(paths), shard_size)):
-        if start in done_starts:
-            continue
-        stop = min(start + shard_size, len(paths))
-        with _pixel_limit(max_pixels):
-            images = _map(load, paths[start:stop], workers)
-        kept = []
-        for offset, img in enumerate(images):
-            if isinstance(img, ImageRefused):
-                skipped.append({"index": start + offset, "path": paths[start + offset],
-                                "kind": img.kind, "reason": img.reason})
+    k = 0
+    for seg_start, limit, take in segments:
+        i, have = seg_start, 0
+        while (i < limit) if take is None else (have < take):
+            if i >= limit:
+                raise NotEnoughImages(
+                    f"only {have} of {take} images could be stored from the {limit - seg_start} candidates "
+                    f"[{seg_start}, {limit}) ({sum(seg_start <= e['index'] < limit for e in skipped)} refused)"
+                )
+            n = min(shard_size, limit - i) if take is None else min(shard_size, take - have, limit - i)
+            stop, name = i + n, f"shard_{k:05d}.npy"
+            shard = done.get((i, stop, name))
+            if shard is not None:
+                skipped += [e for e in old_skipped if i <= e["index"] < stop]
             else:
-                kept.append(img)
-        arr = np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)
-        name = f"shard_{k:05d}.npy"
-        _atomic_write_bytes(os.path.join(out, name), lambda fh: np.save(fh, arr, allow_pickle=False))
-        shards.append({"file": name, "start": start, "stop": stop, "count": int(len(arr))})
-        shards.sort(key=lambda s: s["start"])
-        skipped.sort(key=lambda s: s["index"])
-        manifest.update(shards=shards, skipped=skipped, count=sum(s["count"] for s in shards))
-        _write_json(os.path.join(out, _MANIFEST), manifest)
-    manifest.update(shards=shards, skipped=skipped, count=sum(s["count"] for s in shards), complete=True)
+                with _pixel_limit(max_pixels):
+                    images = _map(load, items[i:stop], workers)
+                kept = []
+                for offset, img in enumerate(images):
+                    if isinstance(img, ImageRefused):
+                        skipped.append({"index": i + offset, "path": names[i + offset],
+                                        "kind": img.kind, "reason": img.reason})
+                    else:
+                        kept.append(img)
+                arr = np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)
+                _atomic_write_bytes(os.path.join(out, name), lambda fh: np.save(fh, arr, allow_pickle=False))
+                shard = {"file": name, "start": i, "stop": stop, "count": int(len(arr))}
+            shards.append(shard)
+            have, i, k = have + shard["count"], stop, k + 1
+            manifest.update(shards=shards, skipped=skipped, count=sum(s["count"] for s in shards))
+            _write_json(os.path.join(out, _MANIFEST), manifest)
+        filled.append({"start": seg_start, "stop": i, "count": have})
+    manifest.update(shards=shards, skipped=skipped, segments=filled,
+                    count=sum(s["count"] for s in shards), complete=True)
     _write_json(os.path.join(out, _MANIFEST), manifest)
     return manifest
 
@@ -486,30 +562,144 @@ def load_file_list(list_file) -> list[str]:
     return names
 
 
-def pass_file_list(root, seed: int = 0, list_file=None) -> list[str]:
-    """The seeded shuffle of all PASS image files under ``root`` (folders ``0`` ... ``19``).
+#: How the PASS shards are named on Zenodo; the number orders them.
+_PASS_SHARD = re.compile(r"PASS\.(\d+)\.tar$")
+#: The folder the shards unpack to; names are taken relative to it in both forms.
+PASS_FOLDER = "PASS_dataset"
+PASS_METADATA = "pass_metadata.csv"
 
-    Paths are relative to ``root`` with ``/`` separators.  The files are sorted first and
+
+class PassSource:
+    """The PASS images as distributed, in one of two forms with the same image names.
+
+    ``folder``: the extracted tree (``PASS_dataset/0/<hash>.jpg`` ...); ``shards``: the tar files
+    ``PASS.0.tar`` ... whose members are ``PASS_dataset/0/<hash>.jpg`` ..., read in place.  Names
+    are relative to ``PASS_dataset`` (``0/<hash>.jpg``), so both forms give the same file list,
+    the same shuffle and the same parts.  With ``metadata`` (``pass_metadata.csv``, which has a
+    ``hash`` column) only the images it lists are used: a file whose stem it does not list is
+    left out (``unlisted``), and ``missing`` counts listed images found nowhere (e.g. a shard
+    not downloaded).  Both are known once :meth:`names` has run.
+    """
+
+    def __init__(self, folder=None, shards=(), metadata=None):
+        self.folder = None if folder is None else os.fspath(folder)
+        self.shards = [os.fspath(p) for p in shards]
+        self.metadata = None if metadata is None else os.fspath(metadata)
+        self.unlisted = self.missing = 0
+        self._members: dict[str, ArchiveMember] = {}
+
+    def describe(self) -> str:
+        """Which copy is read, for the log."""
+        if self.folder is not None:
+            where = f"the extracted folder {self.folder}"
+        else:
+            where = (f"the tar shards {self.shards[0]}" + (f" ... {os.path.basename(self.shards[-1])}"
+                     if len(self.shards) > 1 else "") + f" ({len(self.shards)} files, streamed, not unpacked)")
+        return where + (f", restricted to the images listed in {self.metadata}" if self.metadata else "")
+
+    def names(self) -> list[str]:
+        """Every image name, sorted."""
+        files = self._scan_folder() if self.folder is not None else self._scan_shards()
+        if self.metadata is not None:
+            listed = _metadata_hashes(self.metadata)
+            kept = [f for f in files if _stem(f) in listed]
+            self.unlisted = len(files) - len(kept)
+            self.missing = len(listed - {_stem(f) for f in kept})
+            files = kept
+        if not files:
+            raise ValueError(f"no PASS images in {self.describe()}")
+        return sorted(files)
+
+    def image(self, name: str):
+        """What :func:`load_image` reads for ``name``: a path, or the member of its shard."""
+        if self.folder is not None:
+            return _join(self.folder, name)
+        return self._members[name]
+
+    def _scan_folder(self) -> list[str]:
+        files = []
+        for dirpath, dirnames, filenames in os.walk(self.folder):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            rel = os.path.relpath(dirpath, self.folder)
+            for f in filenames:
+                if _is_image(f):
+                    files.append(f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}")
+        return files
+
+    def _scan_shards(self) -> list[str]:
+        members = {}
+        for shard in self.shards:
+            # Mode "r:" (no compression): the offsets must point into the file itself.  Iterating
+            # reads only the headers, seeking over each image.
+            try:
+                with tarfile.open(shard, "r:") as tar:
+                    for info in tar:
+                        name = info.name.removeprefix("./").removeprefix(PASS_FOLDER + "/")
+                        if not (info.isreg() and _is_image(name.rsplit("/", 1)[-1])):
+                            continue
+                        _check_relative(name, shard, PASS_FOLDER)
+                        if name in members:
+                            raise ValueError(f"{shard}: {info.name} is also in {members[name].archive}")
+                        members[name] = ArchiveMember(shard, info.name, info.offset_data, info.size)
+            except (tarfile.TarError, EOFError) as err:
+                raise ValueError(f"{shard}: not a readable uncompressed tar file ({err}); "
+                                 "the shard is truncated or corrupt") from err
+        self._members = members
+        return list(members)
+
+
+def _stem(name: str) -> str:
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+def _metadata_hashes(path) -> set[str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if "hash" not in (reader.fieldnames or []):
+            raise ValueError(f"{os.fspath(path)}: no 'hash' column (columns: {', '.join(reader.fieldnames or [])}); "
+                             "expected PASS's pass_metadata.csv")
+        return {row["hash"] for row in reader}
+
+
+def pass_source(root, metadata=None) -> PassSource:
+    """The PASS copy under ``root``: its folder ``PASS_dataset/``, else the shards ``PASS.<k>.tar``
+    in it, else ``root`` itself as the image folder (``root`` may also be ``PASS_dataset/``).
+
+    ``metadata``: ``pass_metadata.csv``; ``None`` uses it where the download puts it (in
+    ``root``, or beside ``PASS_dataset/``) if it is there.  Raises ``FileNotFoundError`` naming
+    what to put where.
+    """
+    base = os.fspath(root)
+    if not os.path.isdir(base):
+        raise FileNotFoundError(f"PASS folder {base!r} does not exist; it should hold the shards PASS.0.tar ... "
+                                f"as downloaded, or the folder {PASS_FOLDER}/ they unpack to")
+    if metadata is None:
+        beside = [base, os.path.dirname(os.path.abspath(base))] if os.path.basename(os.path.abspath(base)) == PASS_FOLDER else [base]
+        metadata = next((os.path.join(d, PASS_METADATA) for d in beside if os.path.isfile(os.path.join(d, PASS_METADATA))), None)
+    elif not os.path.isfile(metadata):
+        raise FileNotFoundError(f"PASS metadata file {os.fspath(metadata)!r} does not exist")
+    if os.path.isdir(os.path.join(base, PASS_FOLDER)):
+        return PassSource(folder=os.path.join(base, PASS_FOLDER), metadata=metadata)
+    shards = sorted((f for f in os.listdir(base) if _PASS_SHARD.match(f)), key=lambda f: int(_PASS_SHARD.match(f)[1]))
+    if shards:
+        return PassSource(shards=[os.path.join(base, f) for f in shards], metadata=metadata)
+    return PassSource(folder=base, metadata=metadata)
+
+
+def pass_file_list(root, seed: int = 0, list_file=None) -> list[str]:
+    """The seeded shuffle of all PASS image names (``root``: a :class:`PassSource` or a folder
+    for :func:`pass_source`).
+
+    Names are relative to ``PASS_dataset`` with ``/`` separators.  They are sorted first and
     then permuted with ``numpy.random.default_rng(seed)``, so the order depends only on the
-    file names and the seed.  If ``list_file`` exists it is loaded instead of scanning (so
-    Phase 1 and Phase 2 see the same images); if it is given and missing, the new list is
-    saved there.
+    names and the seed, not on the form the images come in.  If ``list_file`` exists it is
+    loaded instead of scanning (so Phase 1 and Phase 2 see the same images); if it is given
+    and missing, the new list is saved there.
     """
     if list_file is not None and os.path.exists(list_file):
         return load_file_list(list_file)
-    base = os.fspath(root)
-    if not os.path.isdir(base):
-        raise FileNotFoundError(f"PASS image folder {base!r} does not exist")
-    files = []
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        rel = os.path.relpath(dirpath, base)
-        for f in filenames:
-            if _is_image(f):
-                files.append(f if rel == "." else f"{rel.replace(os.sep, '/')}/{f}")
-    if not files:
-        raise ValueError(f"no image files under {base!r}")
-    files.sort()
+    source = root if isinstance(root, PassSource) else pass_source(root)
+    files = source.names()
     order = np.random.default_rng(seed).permutation(len(files))
     shuffled = [files[i] for i in order]
     if list_file is not None:
@@ -517,31 +707,34 @@ def pass_file_list(root, seed: int = 0, list_file=None) -> list[str]:
     return shuffled
 
 
-def _range(start: int, count: int, n_total: int | None, what: str) -> tuple[int, int]:
-    stop = start + count
-    if n_total is not None:
+def pass_regions(n_total: int, n_parts: int = 10, part_size: int = 10_000, stride: int = 50_000,
+                 xn_offset: int = 500_000, xn_count: int = 5_000):
+    """Where the test parts and the X_n sample lie in the shuffled list, as (start, limit, take).
+
+    Part k starts at ``stride * k`` and takes ``part_size`` decodable images, the sample starts
+    at ``xn_offset`` and takes ``xn_count`` (:func:`write_shards` ``fill``).  Each may use the
+    files up to where the next one starts (or the end of the list) to replace undecodable ones,
+    so regions never share an image.  Raises :class:`ValueError` for a region that starts past
+    the end of the list or does not fit before the next one.
+    """
+    if n_parts < 0 or part_size <= 0 or stride < 0 or xn_offset < 0 or xn_count <= 0:
+        raise ValueError("n_parts, stride and xn_offset must be >= 0, part_size and xn_count > 0")
+    wanted = [(f"PASS part {k}", k * stride, part_size) for k in range(n_parts)]
+    wanted.append(("the PASS X_n sample", xn_offset, xn_count))
+    starts = sorted({start for _, start, _ in wanted} | {n_total})
+    regions = []
+    for what, start, take in wanted:
         if start >= n_total:
             raise ValueError(f"{what} starts at {start}, but the file list has only {n_total} files")
-        stop = min(stop, n_total)
-    return (start, stop)
-
-
-def pass_parts(n_parts: int = 10, part_size: int = 10_000, stride: int = 50_000, n_total: int | None = None):
-    """(start, stop) of the PASS test parts: ``part_size`` files at offsets ``stride * k``, k < ``n_parts``.
-
-    With ``n_total`` a part is cut at the end of the list, and one that would start past it
-    raises :class:`ValueError`.
-    """
-    if n_parts < 0 or part_size <= 0 or stride < 0:
-        raise ValueError("n_parts must be >= 0, part_size > 0 and stride >= 0")
-    return [_range(k * stride, part_size, n_total, f"PASS part {k}") for k in range(n_parts)]
-
-
-def pass_xn_range(offset: int = 500_000, count: int = 5_000, n_total: int | None = None) -> tuple[int, int]:
-    """(start, stop) of the PASS training sample for X_n: ``count`` files from ``offset``."""
-    if offset < 0 or count <= 0:
-        raise ValueError("offset must be >= 0 and count > 0")
-    return _range(offset, count, n_total, "the PASS X_n sample")
+        if sum(start == other for _, other, _ in wanted) > 1:
+            raise ValueError(f"{what} starts at {start}, where another part or the X_n sample starts too")
+        limit = next(b for b in starts if b > start)
+        if limit - start < take:
+            raise ValueError(f"{what} needs {take} images from position {start}, but "
+                             + (f"the next part or the X_n sample starts at {limit}" if limit < n_total
+                                else f"the file list ends at {n_total}"))
+        regions.append((start, limit, take))
+    return regions[:-1], regions[-1]
 
 
 def _join(root, path):
