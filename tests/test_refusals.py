@@ -345,6 +345,18 @@ def test_the_dry_run_fails_the_same_way(tmp_path, case):
     assert not (tmp_path / "run" / "results").exists()
 
 
+@pytest.mark.parametrize("where", ["benchmarks", "robustness"])
+def test_image_sets_refuse_test_samples(tmp_path, where):
+    row = {"dataset": "pass", "model": "vgg16"}
+    sections = {"benchmarks": [dict(row, test_samples=100) if where == "benchmarks" else dict(row)],
+                "datasets": {"pass": {"root": "/nowhere"}},
+                "robustness": {"benchmarks": [dict(row)], "test_samples": 100 if where == "robustness" else None}}
+    result = _dry_run(tmp_path, where, **sections)
+    out = result.stdout + result.stderr
+    key = "benchmarks[0].test_samples" if where == "benchmarks" else "robustness.test_samples"
+    assert result.returncode != 0 and f"config key '{key}': pass does not take test_samples" in out, out
+
+
 def test_schema_names_are_the_codes_names():
     from exactsnn import architectures, datasets, training
 

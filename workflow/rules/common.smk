@@ -55,11 +55,16 @@ def validate_config(config):
                 f"Invalid configuration: config key 'datasets.{row['dataset']}' is missing: "
                 f"benchmarks[{i}] uses {row['dataset']}, which needs its image folders"
             )
+        if row["dataset"] in IMAGESETS and row["test_samples"] is not None:
+            raise WorkflowError(IMAGESET_TEST_SAMPLES.format(key=f"benchmarks[{i}].test_samples", name=row["dataset"]))
         if row["dataset"] == "places365" and not (row["weights"] and row["prototxt"]):
             raise WorkflowError(
                 f"Invalid configuration: config key 'benchmarks[{i}]': places365 needs "
                 "'prototxt' (deploy_vgg16_places365.prototxt) and 'weights' (vgg16_places365.caffemodel)"
             )
+    for i, ref in enumerate(config["robustness"]["benchmarks"]):
+        if ref["dataset"] in IMAGESETS and config["robustness"]["test_samples"] is not None:
+            raise WorkflowError(IMAGESET_TEST_SAMPLES.format(key="robustness.test_samples", name=ref["dataset"]))
     for section in ("robustness", "figures"):
         for i, ref in enumerate(config[section]["benchmarks"]):
             if (ref["dataset"], ref["model"]) not in seen:
@@ -73,6 +78,13 @@ def validate_config(config):
 # Datasets whose images are read from folders by exactsnn.imagesets (places365.smk, pass.smk)
 # rather than loaded by exactsnn.datasets (data.smk), and whose networks are imported, not trained.
 IMAGESETS = ("places365", "pass")
+# Their data stage fixes the test parts (Phase 2 jobs) before any benchmark reads them, so a
+# per-benchmark cut would leave the parts and the sample count disagreeing.
+IMAGESET_TEST_SAMPLES = (
+    "Invalid configuration: config key '{key}': {name} does not take test_samples (its test parts "
+    "are made by its data stage); for pass set datasets.pass.part_size and the row's parts, "
+    "places365 uses all 36,500 validation images as the paper does"
+)
 
 validate_config(config)
 
@@ -173,6 +185,16 @@ def all_metrics():
     ]
 
 
+def published_values():
+    """The paper's published values per benchmark ("dataset/model": {column: value}), for the
+    rows whose config gives them; shown beside ours in the report's table."""
+    return {
+        f"{row['dataset']}/{row['model']}": row["published"]
+        for row in config["benchmarks"]
+        if row.get("published")
+    }
+
+
 def robustness_points(wildcards=None):
     return [
         f"results/robustness/{ref['dataset']}/{ref['model']}/{knob}/{value}.csv"
@@ -213,11 +235,11 @@ def crosscheck_files(wildcards=None):
 
 
 def final_outputs():
-    outputs = ["results/table.csv", "results/table.md"]
+    outputs = ["results/table.csv", "results/table.md", "results/table.html"]
     if config["crosscheck"]["enabled"]:
         outputs.append("results/crosscheck.csv")
     if robustness_points():
-        outputs.append("results/robustness.csv")
+        outputs += ["results/robustness.csv", "results/robustness.html"]
         outputs += robustness_plots()
     outputs += figure_files()
     return outputs
