@@ -407,14 +407,24 @@ def _write_imageset_fixtures(root: Path, rng) -> dict:
         _write_image(root / "places" / "val" / name, rng)
         lines.append(f"{name} {k % 5}")
     (root / "places" / "places365_val.txt").write_text("\n".join(lines) + "\n")
-    # PASS-like: folders 0..3, one corrupt file and one grayscale image among 24.
-    files = [root / "pass" / str(k % 4) / f"img{k:03d}.png" for k in range(24)]
+    # PASS as distributed: tar shards PASS.k.tar holding PASS_dataset/k/..., read without
+    # unpacking; one corrupt file and one grayscale image among 24.
+    import shutil
+    import tarfile
+
+    unpacked = root / "unpacked" / "PASS_dataset"
+    files = [unpacked / str(k % 4) / f"img{k:03d}.png" for k in range(24)]
     for k, path in enumerate(files):
         if k == 5:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"not an image")
         else:
             _write_image(path, rng, mode="L" if k == 11 else "RGB")
+    (root / "pass").mkdir()
+    for k in range(4):
+        with tarfile.open(root / "pass" / f"PASS.{k}.tar", "w") as tar:
+            tar.add(unpacked / str(k), arcname=f"PASS_dataset/{k}")
+    shutil.rmtree(root / "unpacked")
     return {"places": root / "places", "pass": root / "pass"}
 
 
@@ -470,7 +480,7 @@ def test_places365_and_pass_rows_end_to_end(tmp_path):
                 "part_size": 6,
                 "stride": 8,
                 "xn_offset": 16,
-                "xn_count": 8,
+                "xn_count": 6,
                 "size": 16,
                 "workers": 1,
             },
@@ -495,10 +505,15 @@ def test_places365_and_pass_rows_end_to_end(tmp_path):
     info = json.loads((run / "results" / "data" / "pass" / "dataset.json").read_text())
     listed = (run / "results" / "data" / "pass" / "files.txt").read_text().split()
     assert sorted(listed) == sorted(f"{k % 4}/img{k:03d}.png" for k in range(24))
-    tested = listed[0:6] + listed[8:14]
     bad = {"1/img005.png", "3/img011.png"}
-    assert info["skipped"] == len(bad & set(tested))
-    assert info["test_count"] == 12 - info["skipped"]
+
+    def used(candidates):  # a part reads on past refused files until it has 6 images
+        good = [i for i, f in enumerate(candidates) if f not in bad]
+        return candidates[: good[5] + 1]
+
+    assert info["skipped"] == len(bad & set(used(listed[0:8]) + used(listed[8:16])))
+    assert info["test_count"] == 12 and info["parts"] == [[0, 6], [6, 12]] and info["sample_count"] == 6
+    assert "tar shards" in info["source"] and not list((data["pass"]).glob("PASS_dataset"))
     assert table.loc["pass"].test_samples == info["test_count"]
     places_info = json.loads((run / "results" / "data" / "places365" / "dataset.json").read_text())
     assert places_info["parts"] == [[0, 5], [5, 9]]

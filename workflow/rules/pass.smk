@@ -1,6 +1,7 @@
-# Stages "data" and "train" for PASS: one seeded shuffle of the image list, the test parts and
-# the X_n sample as uint8 shards (undecodable and non-RGB images skipped and counted), and
-# VGG16 with ImageNet weights. (Paths are params, not inputs, so a dry run needs no data.)
+# Stages "data" and "train" for PASS: the images read as distributed (tar shards streamed, or
+# PASS_dataset/), one seeded shuffle of the image list, the test parts and the X_n sample filled
+# with decodable images as uint8 shards, and VGG16 with ImageNet weights. (Paths are params, not
+# inputs, so a dry run needs no data.)
 
 
 rule pass_data:
@@ -17,7 +18,7 @@ rule pass_data:
     conda:
         "../../envs/exactsnn.yaml"
     message:
-        "PASS: shuffled file list, test parts and X_n sample as uint8 shards"
+        "PASS: shuffled image list, test parts and X_n sample (decodable images) as uint8 shards"
     script:
         "../scripts/pass_data.py"
 

@@ -1,4 +1,4 @@
-"""Rule pass_data: one seeded shuffle of the PASS files, the test parts and the X_n sample as shards."""
+"""Rule pass_data: one seeded shuffle of the PASS images, the test parts and the X_n sample as shards."""
 
 import sys
 from pathlib import Path
@@ -11,41 +11,46 @@ from exactsnn import imagesets
 
 s = snakemake.params.settings
 out = snakemake.output
-root = Path(s["root"])
-if not root.is_dir():
-    log.error(
-        "PASS: image folder %s does not exist (config key datasets.pass.root); it should hold "
-        "the PASS images in the sub-folders 0 ... 19.", root
+try:
+    source = imagesets.pass_source(s["root"], metadata=s["metadata"])
+    files = imagesets.pass_file_list(source, seed=s["seed"])
+    parts, sample_region = imagesets.pass_regions(
+        len(files), snakemake.params.parts, s["part_size"], s["stride"], s["xn_offset"], s["xn_count"]
     )
+except (FileNotFoundError, ValueError) as err:
+    log.error("PASS: %s (config keys datasets.pass.root, .metadata, .part_size, .stride, .xn_offset, .xn_count)", err)
+    sys.exit(1)
+log.info("PASS read from %s: %d images", source.describe(), len(files))
+if source.metadata:
+    log.info("%s: %d files it does not list left out, %d images it lists not found",
+             source.metadata, source.unlisted, source.missing)
+imagesets.save_file_list(files, out.files)
+log.info("test parts (start, limit, images) %s; X_n sample %s", parts, sample_region)
+
+images = [source.image(f) for f in files]
+shard_options = dict(size=s["size"], skip_invalid=True, workers=s["workers"], root=source.folder,
+                     max_pixels=s["max_pixels"])
+try:
+    test = imagesets.write_shards(images, out.test, fill=parts, **shard_options)
+    sample = imagesets.write_shards(images, out.sample, fill=[sample_region], **shard_options)
+except imagesets.NotEnoughImages as err:
+    log.error("PASS: a part could not be filled: %s; lower datasets.pass.part_size or raise .stride", err)
     sys.exit(1)
 
-files = imagesets.pass_file_list(root, seed=s["seed"])
-imagesets.save_file_list(files, out.files)
-parts = imagesets.pass_parts(snakemake.params.parts, s["part_size"], s["stride"], n_total=len(files))
-first, stop = imagesets.pass_xn_range(s["xn_offset"], s["xn_count"], n_total=len(files))
-log.info("%d files; test parts %s; X_n sample [%d, %d)", len(files), parts, first, stop)
-
-test_files = [f for a, b in parts for f in files[a:b]]
-shard_options = dict(size=s["size"], skip_invalid=True, workers=s["workers"], root=root, max_pixels=s["max_pixels"])
-test = imagesets.write_shards([root / f for f in test_files], out.test, **shard_options)
-sample = imagesets.write_shards([root / f for f in files[first:stop]], out.sample, **shard_options)
-
-# Part k holds the images of its files that could be decoded: bounds in stored-image order.
-skipped = sorted(entry["index"] for entry in test["skipped"])
-bounds, per_part, begin, offset = [], [], 0, 0
-for k, (a, b) in enumerate(parts):
-    end = offset + (b - a)
-    refused = sum(offset <= i < end for i in skipped)
-    kept = (b - a) - refused
-    bounds.append((begin, begin + kept))
+# Every part holds part_size images, so its bounds in stored-image order follow from its number;
+# the candidates it used (files [start, stop) of files.txt) are longer by its refused files.
+bounds, per_part, begin = [], [], 0
+for k, segment in enumerate(test["segments"]):
+    refused = sum(segment["start"] <= e["index"] < segment["stop"] for e in test["skipped"])
+    bounds.append((begin, begin + segment["count"]))
     per_part.append(refused)
-    log.info("part %d: %d images, %d refused", k, kept, refused)
-    begin, offset = begin + kept, end
+    log.info("part %d: %d images from files [%d, %d), %d refused and replaced by the next ones",
+             k, segment["count"], segment["start"], segment["stop"], refused)
+    begin += segment["count"]
 reasons = {}
 for entry in test["skipped"] + sample["skipped"]:
-    kind = entry.get("kind", "undecodable or not RGB")  # manifests before max_pixels had no kind
-    reasons[kind] = reasons.get(kind, 0) + 1
-    log.info("skipped %s: %s", entry["path"], entry.get("reason", "undecodable or not RGB"))
+    reasons[entry["kind"]] = reasons.get(entry["kind"], 0) + 1
+    log.info("skipped %s: %s", entry["path"], entry["reason"])
 
 write_json(
     out.dataset,
@@ -62,6 +67,7 @@ write_json(
         "sample_count": sample["count"],
         "parts": bounds,
         "files": Path(out.files).name,
+        "source": source.describe(),
         "skipped": len(test["skipped"]),
         "skipped_sample": len(sample["skipped"]),
         "skipped_per_part": per_part,

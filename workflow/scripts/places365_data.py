@@ -33,7 +33,8 @@ if missing:
     log.error("Places365: %d validation images listed in %s are missing, e.g. %s", len(missing), s["val_labels"], missing[0])
     sys.exit(1)
 sample_paths, categories = imagesets.places365_train_sample(s["train_dir"], s["per_category"], s["seed"])
-log.info("%d validation images, X_n sample of %d images from %d categories",
+log.info("Places365 read from the folders %s (validation, labels %s) and %s (training): %d validation images, "
+         "X_n sample of %d images from %d categories", s["val_dir"], s["val_labels"], s["train_dir"],
          len(val_paths), len(sample_paths), len(set(categories)))
 
 # Every labelled image counts for the accuracy, so a refused one (undecodable, more than
