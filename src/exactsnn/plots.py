@@ -27,6 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .tables import KNOB_LABELS
+
 __all__ = [
     "layer_input_times",
     "potential",
@@ -303,13 +305,6 @@ def output_potentials(net, sim, x, sample: int = 0, *, points: int = 200) -> Fig
     return fig
 
 
-_KNOB_LABELS = {
-    "zeta": "time-window margin ζ (fraction of X_n)",
-    "noise_sigma": "spike-time noise σ (τ_c)",
-    "alpha_sigma": "α mismatch σ_α (relative to α = 1)",
-}
-
-
 def robustness(rows, knob: str, *, title: str = "") -> Figure:
     """Accuracy and agreement against one parameter: mean over the trials (line), their range
     (shaded, min to max) and every trial (small dots).
@@ -351,7 +346,7 @@ def robustness(rows, knob: str, *, title: str = "") -> Figure:
     # Not 0 to 1: the interesting part is how far below 100 % the trials fall.
     ax.set_ylim(max(0.0, lowest - 0.05 * max(1.0 - lowest, 0.02)) - 0.005, 1.005)
     ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
-    style_axes(ax, xlabel=_KNOB_LABELS.get(knob, knob), ylabel="test samples", title=title or None)
+    style_axes(ax, xlabel=KNOB_LABELS.get(knob, knob), ylabel="test samples", title=title or None)
     ax.grid(True, color="0.9", lw=0.6)
     _outside_legend(fig, handles, ncol=2, loc="outside lower center")
     return fig

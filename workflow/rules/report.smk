@@ -11,10 +11,17 @@ rule table:
     output:
         csv=report(
             "results/table.csv",
-            caption="../report/table.rst",
+            caption="../report/table_csv.rst",
             category="Results table",
         ),
         markdown="results/table.md",
+        html=report(
+            "results/table.html",
+            caption="../report/table.rst",
+            category="Results table",
+        ),
+    params:
+        published=published_values(),
     log:
         "logs/report/table.log",
     conda:

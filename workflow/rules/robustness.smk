@@ -36,6 +36,11 @@ rule robustness_table:
     output:
         table=report(
             "results/robustness.csv",
+            caption="../report/robustness_csv.rst",
+            category="Robustness",
+        ),
+        html=report(
+            "results/robustness.html",
             caption="../report/robustness.rst",
             category="Robustness",
         ),
