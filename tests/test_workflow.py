@@ -283,7 +283,10 @@ def test_default_workflow_end_to_end(tmp_path):
     report = tmp_path / "report.html"
     built = snakemake("--report", str(report), "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    assert report.stat().st_size > 0
+    # Both tables on the front page (the workflow description), not only behind a link.
+    front = report.read_text().split("workflow_desc = ", 1)[1].split("\n", 1)[0]
+    assert front.count('<div class=\\"exactsnn-table\\">') == 2, front[:2000]
+    assert (tmp_path / "results" / "table.html").read_text().count("<tr>") == 2 * len(table) + 2
 
 
 def _run_until_killed(config: Path, workdir: Path, marker: Path, timeout: float = 600) -> None:
