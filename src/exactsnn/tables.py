@@ -33,7 +33,7 @@ RESULT_COLUMNS = {
     "accuracy_scaled": ("Scaled acc. (%)", "{:.2%}"),
     "accuracy_snn": ("SNN acc. (%)", "{:.2%}"),
     "agreement": ("Agreement (%)", "{:.2%}"),
-    "latency": ("Latency", "{:.4g}"),
+    "latency": ("Latency (τ_c)", "{:.4g}"),
     "hidden_neurons": ("Hidden neurons", "{:d}"),
     "spikes_per_neuron": ("Spikes / neuron", "{:.4g}"),
     "synaptic_events": ("Synaptic events / sample", "{:.4g}"),
@@ -194,7 +194,7 @@ def results_html(table, published: dict | None = None) -> str:
         f"<p><strong>{html.escape(summary)}</strong></p>",
         _table(header, body),
         f"<p>{note}</p>",
-        "<details><summary>All columns: latency (τ_c), neurons, spikes, synaptic events, runtime, "
+        "<details><summary>All columns: latency, neurons, spikes, synaptic events, runtime, "
         "the B1 model</summary>",
         _table(detail_header, details),
         "</details>",
