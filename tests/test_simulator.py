@@ -142,6 +142,44 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     assert certified.any() and (theta > exact).sum() > certified.sum()  # the margin costs a little
 
 
+@pytest.mark.parametrize("bins", [4, 8])
+def test_the_edge_majorant_never_certifies_past_the_potential(bins):
+    """A wide dense layer (fan-in 1500, mixed signs, 40 % of the inputs at t_min): thresholds
+    from 1e-8 to 3 (relative) on either side of the potential's true maximum over the input
+    window, taken at every input (V is piecewise linear).  The edge majorant, float32 products
+    and all, must leave every neuron with ϑ ≤ max V uncertified, and certify most of those with
+    ϑ > 1.5 max V (at fan-ins like this the convex one certifies few)."""
+    import tensorflow as tf
+
+    from exactsnn.preprocess import AffineLayer
+    from exactsnn.simulator.fastpath import CompiledLayer
+    from exactsnn.spiking import SpikingLayer
+
+    rng = np.random.default_rng(11)
+    F, C, S = 1500, 600, 3.0
+    W = rng.normal(0, 1.0 / np.sqrt(F), (F, C))
+    W -= np.maximum(W.sum(0) - 0.9, 0.0) / F  # Σ_j W_ij ≤ 0.9
+    x = rng.gamma(1.5, 0.4, (1, F)).clip(0, S) * (rng.uniform(size=(1, F)) < 0.6)
+    alpha = rng.uniform(0.8, 1.2, C)
+    inv = 1.0 / (1.0 - W.sum(0))
+    breaks = np.concatenate([[0.0, S], x[0]])
+    v = np.stack([alpha * (S - s) + (np.maximum(x - s, 0.0) @ W)[0] * inv for s in breaks])
+    top = v.max(0)
+    assert np.all(top > 0)
+    theta = top * (1.0 + rng.choice([-1.0, 1.0], C) * 10.0 ** rng.uniform(-8, 0.5, C))
+    layer = AffineLayer("d", "dense", W, np.zeros(C), (F,))
+    sl = SpikingLayer(layer, 0.0, S, 2 * S, theta, alpha)
+    compiled = CompiledLayer(sl)
+    assert not np.asarray(compiled.static).any()
+    left = compiled.step((tf.constant(x),), False, bins)[2].numpy()
+    certified = np.ones(C, bool)
+    certified[left[:, 1]] = False
+    assert np.all(top[certified] < theta[certified])
+    assert certified[theta > 1.5 * top].mean() > 0.5
+    convex_left = compiled.step((tf.constant(x),), True, 0)[2].numpy()
+    assert C - len(convex_left) < 0.5 * certified.sum()
+
+
 def _early_crossing_model():
     L = keras.layers
     model = keras.Sequential([keras.Input((2,)), L.Dense(1, activation="relu"), L.Dense(1)])

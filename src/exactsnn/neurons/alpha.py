@@ -97,6 +97,33 @@ class AlphaNeuron:
         """
         return (theta > 0.0) & ((a0 < theta) | ((a1 < theta) & ((a0 - theta) * b1 < theta * (a0 - a1))))
 
+    @staticmethod
+    def edge_potential(alpha, width: float, edge, edge_sum, inv_one_minus):
+        """V(t_min − c) = α (S − c) + Σ_j J_ij (x_j − c)⁺ at an edge c ∈ [0, S] of the input
+        window (s = t_min − t, x_j = t_min − t_j ∈ [0, S]), from P(c) = Σ_j W_ij (x_j − c)⁺
+        (``edge_sum``) and J = W / (1 − Σ_j W_ij) (``inv_one_minus`` = 1 / (1 − Σ_j W_ij))."""
+        return alpha * (width - edge) + edge_sum * inv_one_minus
+
+    @staticmethod
+    def bin_excess(x, low, high, maximum=np.maximum):
+        """(x − c_k)(c_{k+1} − x) / (c_{k+1} − c_k) for an input x in the bin [c_k, c_{k+1}]:
+        how far (x − s)⁺ can lie below its chord over the bin (0 at the edges, Δ/4 at most).
+
+        The edge majorant.  With edges 0 = c_0 < … < c_K ≥ every x_j, on a bin the inputs of
+        other bins and the α current are linear in s, and an input of the bin is convex, so
+        J_ij (x_j − s)⁺ ≤ its chord for J_ij > 0 and ≤ chord + |J_ij| ``bin_excess`` for
+        J_ij < 0.  The chord of the sum is largest at an end, so for every s ∈ [0, S]
+            V(t_min − s) ≤ max_k V(t_min − c_k) + Σ_j |J⁻_ij| bin_excess(x_j),
+        (beyond c_K only the α current is left, a line between V(t_min − c_K) and V(t_min − S) =
+        0, below ϑ > 0 if the rest is), with the edge values from
+        :meth:`edge_potential`: K − 1 products P(c_k) and one of |W⁻| with the excess, where
+        the convex majorant of :meth:`certified` needs one of W⁺.  It is tight up to the
+        inhibition inside one bin, which is what keeps it useful at fan-ins of thousands,
+        where W⁺x is many times W x and the convex majorant certifies almost nothing.
+        ``low``/``high``: the bin's edges (equal: an empty bin, 0); ``maximum``: np.maximum or
+        tf.maximum."""
+        return maximum((x - low) * (high - x), 0.0) / maximum(high - low, 1e-300)
+
     # ------------------------------------------------------------------ read-out
 
     @staticmethod

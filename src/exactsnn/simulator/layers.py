@@ -11,7 +11,7 @@ from .. import ops
 from ..neurons import AlphaNeuron, B1Neuron, deviates, tolerance
 from ..spiking import SpikingLayer
 from .event import event_layer, event_neurons
-from .fastpath import closed_form, compiled
+from .fastpath import EDGE_BINS, closed_form, compiled
 
 
 def padded_inputs(sl: SpikingLayer, times: dict) -> list[np.ndarray]:
@@ -146,10 +146,11 @@ def compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") 
         return tf.constant(x), cert, fall, deviating, int((x > tol).sum()), float(x.max())
     layer = compiled(sl)
     srcs = tuple(values[s][0] for s in sources)
-    x, counts, where, x_left, ideal, z = layer.step(srcs)
     if engine == "event":
+        x, counts, where, x_left, ideal, z = layer.step(srcs)
         return _event_on_values(sl, srcs, x, z, tol)
-    nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy())
+    x, counts, where, x_left, ideal, z = _certified_step(layer, srcs)
+    nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy()[:4])
     bound, n_fallback = (np.inf if beyond else sl.window), 0
     size = int(np.prod(x.shape))
     if n_left:
@@ -171,6 +172,30 @@ def compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") 
         if np.any(x_left > sl.window):
             bound = np.inf
     return x, size - n_fallback, n_fallback, deviating, nonzero, bound
+
+
+def _certified_step(layer, srcs: tuple):
+    """The compiled step with the majorants the layer's plan (convex, bins) names, the plan
+    updated from the counts.  Where the majorants leave more than 1 % of the neurons, the edge
+    majorant is added (4 bins) or its bins doubled (up to the layer's ``max_bins``), and the batch is stepped again:
+    a walked neuron costs some forty float32 products' worth of that neuron.  After a batch
+    with both majorants, the one that certified fewer than 0.1 % of the neurons by itself is
+    dropped.  Which majorant certifies a neuron never changes its spike time, only whether it
+    is walked."""
+    while True:
+        step = layer.step(srcs, *layer.plan)
+        counts = step[1].numpy()
+        size = int(np.prod(step[0].shape))
+        convex, bins = layer.plan
+        if counts[3] <= 0.01 * size or not layer.edges_help or bins >= layer.max_bins:
+            break
+        layer.plan = (convex, 2 * bins if bins else EDGE_BINS)
+    if convex and bins:
+        if counts[4] <= 0.001 * size:
+            layer.plan = (False, bins)
+        elif counts[5] <= 0.001 * size:
+            layer.plan, layer.edges_help = (True, 0), False
+    return step
 
 
 def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, z, tol: float) -> tuple:

@@ -1,0 +1,63 @@
+"""What a simulation holds in memory, and the batch size that fits a budget.
+
+The default engine keeps, per hidden layer, the network's arrays (NumPy, float64) and their
+compiled copies (TensorFlow constants: W in float64 and up to three float32 copies for the
+majorants, per-neuron maps for ϑ, α, the bias and the closed form), plus J by channel for the
+walk; per sample, the widest layer's tensors while it is stepped: its input values, W x,
+z, the values and flags, the float32 inputs and products of the edge majorant
+(:mod:`.fastpath`).  :func:`simulation_memory` adds these up from the network's shapes, without
+running it; the benchmark ``benchmarks/bench_scale.py`` and ``tests/test_scale.py`` check it
+against measured peaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spiking import SpikingNetwork
+from .fastpath import MAX_CONV_EDGE_BINS, MAX_EDGE_BINS
+
+#: The process itself: Python, NumPy, TensorFlow, XLA's and Numba's compiled code, allocator
+#: pools (tests/test_scale.py: a VGG16 of an eighth of the width at 224×224 peaked at 1.33 GB for
+#: a batch of 4, about 0.5 GB of it the network and its tensors).
+RUNTIME_BYTES = 1024 * 2**20
+
+
+@dataclass(frozen=True)
+class SimulationMemory:
+    """Bytes a process needs to simulate a network: ``fixed`` (the network and its compiled
+    copies, the runtime) and ``per_sample`` (the widest layer's tensors, per sample)."""
+
+    fixed: int
+    per_sample: int
+
+    def total(self, batch_size: int) -> int:
+        return self.fixed + batch_size * self.per_sample
+
+    def batch_size(self, budget_bytes: float, largest: int) -> int:
+        """The largest batch ≤ ``largest`` whose total fits ``budget_bytes`` (at least 1)."""
+        room = (budget_bytes - self.fixed) // max(self.per_sample, 1)
+        return int(min(max(room, 1), largest))
+
+
+def simulation_memory(net: SpikingNetwork) -> SimulationMemory:
+    """An upper estimate of what :func:`exactsnn.simulate` holds on ``net`` (default engine)."""
+    fixed, per_sample = RUNTIME_BYTES, 0
+    for sl in net.layers:
+        layer = sl.layer
+        weights = sum(int(np.prod(g.weight.shape)) for g in layer.groups)
+        neurons = int(np.prod(layer.output_shape))
+        # NumPy W, the float64 constant, W⁺ / W / |W⁻| in float32, J by channel for the walk.
+        fixed += weights * (8 + 8 + 3 * 4 + 8)
+        # ϑ, α and the bias of the network; ϑ, bias, c, g, αS, α, Σ|W| constants; the static flag.
+        fixed += neurons * (3 * 8 + 7 * 8 + 1)
+        inputs = sum(int(np.prod(g.input_shape)) for g in layer.groups)
+        bins = MAX_CONV_EDGE_BINS if layer.kind == "conv" else MAX_EDGE_BINS
+        # Inputs: the values (float64, the source's pooled tensor), the shifted float32 copies and
+        # their stacked concatenation, the excess.  Outputs: W x, z, x, the float32 products
+        # (stacked and split), the excess product and the convex one, the flags.
+        step = inputs * (8 + 2 * 4 * (bins - 1) + 4) + neurons * (4 * 8 + 2 * 4 * (bins - 1) + 2 * 4 + 1)
+        per_sample = max(per_sample, step)
+    return SimulationMemory(fixed=int(fixed), per_sample=int(per_sample))
