@@ -1,5 +1,8 @@
 # Helpers for every stage: config validation, lookups, input functions, wildcard constraints.
 
+import json
+from pathlib import Path
+
 import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
@@ -167,6 +170,15 @@ def phase2_parts(wildcards):
         model=wildcards.model,
         part=range(n),
     )
+
+
+def phase2_part_mem_mb(wildcards, input):
+    """Memory (MB) a Phase 2 part needs at the batch size its budget allows, from the estimate
+    phase2_network wrote (memory.json); the budget itself while that file does not exist yet."""
+    path = Path(input.memory)
+    if not path.exists():
+        return config["phase2"]["memory_mb"]
+    return max(int(estimate["mem_mb"]) for estimate in json.loads(path.read_text()).values())
 
 
 def robustness_values(knob):

@@ -6,9 +6,12 @@ rule phase2_network:
         network=rules.phase1.output.network,
     output:
         networks=expand("results/phase2/{{dataset}}/{{model}}/snn_{neuron}.npz", neuron=NEURONS),
+        memory="results/phase2/{dataset}/{model}/memory.json",
     params:
         zeta=lookup(dpath="phase2/zeta", within=config),
         neurons=NEURONS,
+        batch_size=lookup(dpath="phase2/batch_size", within=config),
+        memory_mb=lookup(dpath="phase2/memory_mb", within=config),
     log:
         "logs/phase2/{dataset}/{model}/network.log",
     conda:
@@ -22,6 +25,7 @@ rule phase2_network:
 rule phase2_part:
     input:
         networks=rules.phase2_network.output.networks,
+        memory=rules.phase2_network.output.memory,
         dataset=dataset_file,
     output:
         part="results/phase2/{dataset}/{model}/parts/{part}.npz",
@@ -31,6 +35,8 @@ rule phase2_part:
         engine=lookup(dpath="phase2/engine", within=config),
         batch_size=lookup(dpath="phase2/batch_size", within=config),
         relu_reference=lookup(dpath="phase2/relu_reference", within=config),
+    resources:
+        mem_mb=phase2_part_mem_mb,
     log:
         "logs/phase2/{dataset}/{model}/part{part}.log",
     conda:

@@ -1,6 +1,8 @@
 """Rule phase2_part: simulate the spiking networks (one per neuron model) on one part of the test set."""
 
+import json
 import time
+from pathlib import Path
 
 from wfutil import open_data, start
 
@@ -8,6 +10,7 @@ log = start(snakemake)
 
 import exactsnn
 from exactsnn import serialize
+from exactsnn.simulator import Simulation
 
 p = snakemake.params
 part = int(snakemake.wildcards.part)
@@ -15,20 +18,23 @@ data = open_data(snakemake.input.dataset, p.test_samples)
 first, stop = data.parts(p.parts)[part]
 log.info("part %d of %d: test samples [%d, %d)", part, p.parts, first, stop)
 x, _ = data.test(first, stop)
+memory = json.loads(Path(snakemake.input.memory).read_text())
 
 simulations, seconds = {}, {}
 for path in snakemake.input.networks:
     network = exactsnn.load(path)
+    batch = memory[network.neuron]["batch_size"]
+    run = dict(engine=p.engine, batch_size=batch, relu_reference=p.relu_reference, progress=True)
+    # The first batch traces and compiles every layer (once in this process); timed apart.
     started = time.perf_counter()
-    simulations[network.neuron] = exactsnn.simulate(
-        network,
-        x,
-        engine=p.engine,
-        batch_size=p.batch_size,
-        sample_offset=first,
-        relu_reference=p.relu_reference,
-        progress=True,  # a tqdm bar in the rule's log
-    )
+    head = exactsnn.simulate(network, x[:batch], sample_offset=first, **run)
+    compiled = time.perf_counter() - started
+    rest = exactsnn.simulate(network, x[batch:], sample_offset=first + batch, **run) if len(x) > batch else None
     seconds[network.neuron] = time.perf_counter() - started
-    log.info("%s: simulated %d samples in %.2f s", network.neuron, stop - first, seconds[network.neuron])
+    simulations[network.neuron] = Simulation.concat([head, rest] if rest is not None else [head])
+    log.info("%s: %d samples in batches of %d (%d MB estimated): %.2f s, of which %.2f s for the first batch "
+             "(tracing and compiling the layers, once per process); %d of %d neurons walked",
+             network.neuron, stop - first, batch, memory[network.neuron]["mem_mb"], seconds[network.neuron], compiled,
+             simulations[network.neuron].fallback,
+             simulations[network.neuron].fallback + simulations[network.neuron].certified)
 serialize.save({"first": first, "stop": stop, "simulations": simulations, "seconds": seconds}, snakemake.output.part)
