@@ -254,10 +254,18 @@ class CompiledLayer:
         edges = self._edges(xs, bins)
         convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
         shifted, excess = self.edge_inputs(tuple(x for _, x in convs), edges, bins)
-        # The interior edges stacked along the batch: one product per group reads W once
-        # (a dense layer's product at a small batch is bound by reading W).
-        stacked = tf.add_n([self._product(g, tf.concat(v, axis=0), g["w32"]) for (g, _), v in zip(convs, shifted)])
-        at_edges = tuple(tf.split(stacked, bins - 1, axis=0))
+        # A dense group's interior edges stacked along the batch: one product reads W once (at
+        # a small batch it is bound by reading W).  A convolution's are not: its workspace
+        # (the unfolded input) would grow with the stack.
+        at_edges = [[] for _ in range(bins - 1)]
+        for (g, _), v in zip(convs, shifted):
+            if g["group"].kind == "dense":
+                products = tf.split(self._product(g, tf.concat(v, axis=0), g["w32"]), bins - 1, axis=0)
+            else:
+                products = [self._product(g, vk, g["w32"]) for vk in v]
+            for k, pk in enumerate(products):
+                at_edges[k].append(pk)
+        at_edges = tuple(tf.add_n(pk) for pk in at_edges)
         q32 = tf.add_n([self._product(g, q, g["w_neg"]) for (g, _), q in zip(convs, excess)])
         return at_edges, q32, edges
 
