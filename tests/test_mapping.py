@@ -63,7 +63,8 @@ def _edges_only(snn) -> bool:
     layers = [compiled(sl) for sl in snn.hidden_layers]
     for layer in layers:
         if isinstance(layer, CompiledLayer):
-            layer.plan, layer.edges_help = (False, 4), False
+            layer.edges_help = False
+            layer.use((False, 4))
     return bool(layers)
 
 

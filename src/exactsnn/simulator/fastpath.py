@@ -96,14 +96,8 @@ class CompiledLayer:
             max_pos = max(max_pos, float(pos.max(initial=0.0)))
             diagonal = k > 0 and _is_diagonal(g)  # a skip group; the main one is convolved
             w = np.diagonal(g.weight[0, 0]) if diagonal else g.weight if g.kind == "conv" else g.weight.reshape(-1, c)
-            self.groups.append(dict(
-                group=g,
-                diagonal=diagonal,
-                w=tf.constant(w, tf.float64),
-                w_pos=tf.constant(np.maximum(w, 0.0), tf.float32),
-                w32=None if diagonal else tf.constant(w, tf.float32),
-                w_neg=tf.constant(np.maximum(-w, 0.0), tf.float64 if diagonal else tf.float32),
-            ))
+            # The majorants' weights (W⁺, W, |W⁻| in float32) are made when a plan first needs them.
+            self.groups.append(dict(group=g, diagonal=diagonal, w=tf.constant(w, tf.float64)))
             if not diagonal:
                 abs_sum = abs_sum + np.abs(g.weight).reshape(-1, c).sum(0)
                 max_abs = max(max_abs, float(np.abs(g.weight).max(initial=0.0)))
@@ -114,18 +108,20 @@ class CompiledLayer:
         self.abs = 2.0 ** -100 * fan_in * max(max_pos, 1.0)
         # Certified for every input: all excitation at t_min^(n-1) still stays below ϑ.
         static = AlphaNeuron.static_certificate(sl.alpha, pos_sum, s, width, sl.threshold)
-        self.static = tf.constant(np.broadcast_to(static, out))
-        self.bias = tf.constant(np.broadcast_to(layer.bias, out), tf.float64)
-        self.theta = tf.constant(np.broadcast_to(sl.threshold, out), tf.float64)
-        self.line = tuple(tf.constant(np.broadcast_to(v, out), tf.float64) for v in closed_form(sl))
+        # Per-neuron maps that are the same at every position (α = 1, no border effects) are
+        # kept per channel: a VGG16 at 224×224 has 13.6 million neurons, 109 MB per map.
+        self.static = tf.constant(per_channel(static, out))
+        self.bias = tf.constant(per_channel(layer.bias, out), tf.float64)
+        self.theta = tf.constant(per_channel(sl.threshold, out), tf.float64)
+        self.line = tuple(tf.constant(v, tf.float64) for v in closed_form(sl))
         self.inv_one_minus = tf.constant(1.0 / one_minus, tf.float64)
-        self.alpha_S = tf.constant(np.broadcast_to(sl.alpha * width, out), tf.float64)
+        self.alpha_S = tf.constant(per_channel(sl.alpha * width, out), tf.float64)
         self.S_neg = tf.constant(-width * neg_sum, tf.float64)  # S Σ|W⁻| ≥ 0
         self.tol = tolerance(sl.t_max)
         # The edge majorant's float32 products: Σ_j |W_ij| (x_j − c)⁺ ≤ (c_K − c) Σ_j |W_ij|.
-        self.alpha = tf.constant(np.broadcast_to(sl.alpha, out), tf.float64)
+        self.alpha = tf.constant(per_channel(sl.alpha, out), tf.float64)
         self.width = width
-        self.abs_sum = tf.constant(np.broadcast_to(abs_sum, out), tf.float64)
+        self.abs_sum = tf.constant(abs_sum, tf.float64)
         self.abs_edges = 2.0 ** -100 * fan_in * max(max_abs, 1.0)
         self.fan_in = fan_in
         # Which majorants run (the convex one: W⁺x; the edge one), chosen from the counts.
@@ -136,6 +132,40 @@ class CompiledLayer:
         self.edge_inputs = tf.function(self._edge_inputs, jit_compile=True, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, jit_compile=True, reduce_retracing=True, autograph=False)
+
+    _WEIGHTS = {  # key: what of W (float32 in a convolved group, float64 in an identity shortcut)
+        "w_pos": lambda w: np.maximum(w, 0.0),
+        "w32": lambda w: w,
+        "w_neg": lambda w: np.maximum(-w, 0.0),
+    }
+
+    def _weight(self, g: dict, key: str):
+        """A majorant's weights of group ``g``, made on first use (also while a step is being
+        traced: outside the graph, so that it is a captured constant that :meth:`use` can drop)."""
+        if g.get(key) is None:
+            tf = _tf()
+            geo = g["group"]
+            w = np.diagonal(geo.weight[0, 0]) if g["diagonal"] else geo.weight if geo.kind == "conv" \
+                else geo.weight.reshape(-1, self.sl.layer.channels)
+            dtype = tf.float64 if g["diagonal"] and key == "w_neg" else tf.float32
+            with tf.init_scope():
+                g[key] = tf.constant(self._WEIGHTS[key](w), dtype)
+        return g[key]
+
+    def use(self, plan: tuple) -> None:
+        """Step with ``plan`` = (convex, bins) from now on; the majorants' weights it does not
+        need are dropped, with the traces that hold them (VGG16's float32 copies are 0.55 GB
+        each)."""
+        convex, bins = plan
+        unused = ([] if convex else ["w_pos"]) + ([] if bins else ["w32", "w_neg"])
+        dropped = False
+        for g in self.groups:
+            for key in unused:
+                if g.get(key) is not None:
+                    g[key], dropped = None, True
+        if dropped:
+            self.step = _tf().function(self._step, reduce_retracing=True, autograph=False)
+        self.plan = plan
 
     def _inputs(self, values: tuple) -> list:
         """x_j = t_min^(n) − t_j per synapse group: the source's values (a delayed skip arrives
@@ -177,10 +207,14 @@ class CompiledLayer:
         xs = self._inputs(values)
         convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
         wx = tf.add_n([self._product(g, x, g["w"]) for g, x in convs])
-        p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), g["w_pos"]) for g, x in convs]) if convex else None
+        p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), self._weight(g, "w_pos")) for g, x in convs]) if convex else None
         edge_terms = self._edge_products(xs, bins) if bins else None
         # Identity shortcuts are one multiplication per neuron: done inside the fused pass.
         skips = tuple(x for g, x in zip(self.groups, xs) if g["diagonal"])
+        for g in self.groups:  # the identity shortcuts' weights the fused pass reads
+            if g["diagonal"]:
+                for key in (["w_pos"] if convex else []) + (["w_neg"] if bins else []):
+                    self._weight(g, key)
         x, flags, z = self.certify(wx, p32, edge_terms, skips)  # flags: bits as counted, bit 3 = left
         # One histogram pass over the flags; each bit's count sums the bins that have it.
         bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=1 << _FLAG_BITS,
@@ -260,13 +294,13 @@ class CompiledLayer:
         at_edges = [[] for _ in range(bins - 1)]
         for (g, _), v in zip(convs, shifted):
             if g["group"].kind == "dense":
-                products = tf.split(self._product(g, tf.concat(v, axis=0), g["w32"]), bins - 1, axis=0)
+                products = tf.split(self._product(g, tf.concat(v, axis=0), self._weight(g, "w32")), bins - 1, axis=0)
             else:
-                products = [self._product(g, vk, g["w32"]) for vk in v]
+                products = [self._product(g, vk, self._weight(g, "w32")) for vk in v]
             for k, pk in enumerate(products):
                 at_edges[k].append(pk)
         at_edges = tuple(tf.add_n(pk) for pk in at_edges)
-        q32 = tf.add_n([self._product(g, q, g["w_neg"]) for (g, _), q in zip(convs, excess)])
+        q32 = tf.add_n([self._product(g, q, self._weight(g, "w_neg")) for (g, _), q in zip(convs, excess)])
         return at_edges, q32, edges
 
     def _certify(self, wx, p32, edge_terms, skips: tuple):
@@ -291,7 +325,7 @@ class CompiledLayer:
         for g, x in zip(diagonal, skips):
             wx = wx + x * g["w"]
             if p is not None:
-                p = p + x * tf.cast(g["w_pos"], tf.float64)
+                p = p + x * tf.cast(g["w_pos"], tf.float64)  # made by _step
         z = wx + self.bias
         spikes = AlphaNeuron.spike_time(self.line, wx, sl.t_max, minimum=tf.minimum)
         deviating = deviates(spikes, sl.t_max - tf.maximum(z, 0.0), sl.t_min, self.tol)
@@ -321,7 +355,7 @@ class CompiledLayer:
             q = tf.cast(q32, tf.float64) * (1.0 + self.rel) + self.abs_edges
             for g, xd in zip(diagonal, skips):
                 cd = [self._per_sample(edges[:, k], xd) for k in range(bins + 1)]
-                q = q + self._excess(xd, cd) * g["w_neg"]
+                q = q + self._excess(xd, cd) * g["w_neg"]  # made by _step
             bound = bound + q * self.inv_one_minus
             edge = (th > 0.0) & (bound < th - 1e-9 * tf.maximum(tf.abs(th), 1.0))
             certified = certified | edge
@@ -429,11 +463,25 @@ def forget_if_edited(sl: SpikingLayer) -> None:
 
 def closed_form(sl: SpikingLayer) -> tuple:
     """(c, g) of the layer's closed form (:meth:`AlphaNeuron.closed_form`), computed once and
-    kept with the layer (both paths use the same constants, so they agree to the bit)."""
+    kept with the layer (both paths use the same constants, so they agree to the bit), per
+    channel where they are the same at every position (:func:`per_channel`)."""
     cache = sl.__dict__
     if "_closed_form" not in cache:
-        cache["_closed_form"] = AlphaNeuron.closed_form(sl.threshold, sl.alpha, sl.t_start, sl.t_min, sl.weight_sums[0])
+        out = sl.layer.output_shape
+        line = AlphaNeuron.closed_form(sl.threshold, sl.alpha, sl.t_start, sl.t_min, sl.weight_sums[0])
+        cache["_closed_form"] = tuple(per_channel(v, out) for v in line)
     return cache["_closed_form"]
+
+
+def per_channel(a, shape: tuple) -> np.ndarray:
+    """``a`` broadcast to a layer's output ``shape``, or only its last axis (one value per
+    channel, which broadcasts the same way) when it is the same at every position."""
+    a = np.broadcast_to(np.asarray(a), shape)
+    if len(shape) > 1:
+        rows = a.reshape(-1, shape[-1])
+        if np.array_equal(rows, np.broadcast_to(rows[:1], rows.shape)):
+            return rows[0].copy()
+    return np.ascontiguousarray(a)
 
 
 def compiled(sl: SpikingLayer):

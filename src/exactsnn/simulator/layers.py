@@ -146,8 +146,8 @@ def compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") 
         return tf.constant(x), cert, fall, deviating, int((x > tol).sum()), float(x.max())
     layer = compiled(sl)
     srcs = tuple(values[s][0] for s in sources)
-    if engine == "event":
-        x, counts, where, x_left, ideal, z = layer.step(srcs)
+    if engine == "event":  # its own plan: only x and z are read
+        x, counts, where, x_left, ideal, z = layer.step(srcs, *layer.plan)
         return _event_on_values(sl, srcs, x, z, tol)
     x, counts, where, x_left, ideal, z = _certified_step(layer, srcs)
     nonzero, deviating, beyond, n_left = (int(c) for c in counts.numpy()[:4])
@@ -189,12 +189,13 @@ def _certified_step(layer, srcs: tuple):
         convex, bins = layer.plan
         if counts[3] <= 0.01 * size or not layer.edges_help or bins >= layer.max_bins:
             break
-        layer.plan = (convex, 2 * bins if bins else EDGE_BINS)
+        layer.use((convex, 2 * bins if bins else EDGE_BINS))
     if convex and bins:
         if counts[4] <= 0.001 * size:
-            layer.plan = (False, bins)
+            layer.use((False, bins))
         elif counts[5] <= 0.001 * size:
-            layer.plan, layer.edges_help = (True, 0), False
+            layer.edges_help = False
+            layer.use((True, 0))
     return step
 
 
