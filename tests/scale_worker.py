@@ -1,7 +1,8 @@
 """Run by tests/test_scale.py in a fresh process: one method on saved inputs, then its peak
 memory (VmHWM, the whole process) as JSON on the last line of stdout.
 
-    python scale_worker.py keras|snn WORKDIR BATCH
+    python scale_worker.py keras|snn WORKDIR BATCH      (one batch of BATCH images)
+    python scale_worker.py phase1 WORKDIR N             (X_n of N images, in batches of 2)
 """
 
 from __future__ import annotations
@@ -24,7 +25,17 @@ def main() -> None:
 
     tf = import_tensorflow()
     x = np.load(workdir / "x.npy")
-    if method == "keras":
+    if method == "phase1":
+        import keras
+
+        from exactsnn.importers import import_model
+        from exactsnn.preprocess import fold_network, max_activations, scale_weights
+
+        graph = import_model(keras.models.load_model(workdir / "model.keras"))
+        net = scale_weights(fold_network(graph, (0.0, 255.0)), -10.0, 0.99)
+        x_sample = np.load(workdir / "x_train.npy")[:batch]
+        out = {"X": max_activations(net, x_sample, batch_size=2).tolist()}
+    elif method == "keras":
         import keras
 
         from exactsnn.importers.keras import float64_logits_model

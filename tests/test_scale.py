@@ -61,3 +61,23 @@ def test_a_phase2_part_at_224_stays_under_twice_the_keras_forward_memory(tmp_pat
     assert part["peak_kib"] <= 2 * forward["peak_kib"], (part, forward)
     # The estimate the workflow sizes batches and SLURM requests by is an upper bound.
     assert part["peak_kib"] * 1024 <= need.total(batch), (part["peak_kib"] / 1024, need.total(batch) / 2**20)
+
+
+def test_phase1_memory_does_not_grow_with_the_sample(tmp_path):
+    """X_n of 2 and of 10 images at 224×224, in batches of 2, each in a fresh process: the same
+    peak memory (up to the extra images themselves and 64 MB of allocator noise), and the same
+    X_n as one batch of all of them."""
+    from exactsnn.preprocess import fold_network, max_activations, scale_weights
+    from exactsnn.importers import import_model
+
+    model = narrow_vgg16()
+    model.save(tmp_path / "model.keras")
+    x_train = np.random.default_rng(1).uniform(0, 255, (10, 224, 224, 3))
+    np.save(tmp_path / "x_train.npy", x_train)
+    np.save(tmp_path / "x.npy", x_train[:1])
+    small, large = _run("phase1", tmp_path, 2), _run("phase1", tmp_path, 10)
+    extra_kib = 8 * x_train[2:].size / 1024
+    assert large["peak_kib"] <= small["peak_kib"] + extra_kib + 64 * 1024, (small["peak_kib"], large["peak_kib"])
+    net = scale_weights(fold_network(import_model(model), (0.0, 255.0)), -10.0, 0.99)
+    # The same maxima (dense products round by batch: an ulp).
+    np.testing.assert_allclose(large["X"], max_activations(net, x_train, batch_size=10), rtol=1e-14, atol=0)

@@ -21,6 +21,9 @@ import numpy as np
 from . import ir, ops
 from .serialize import register
 
+#: Activations one forward batch may hold (Phase 1's X_n and reference predictions): 2 GiB.
+ACTIVATION_BUDGET = 2 * 2**30
+
 
 @register
 @dataclass
@@ -236,12 +239,29 @@ class PreprocessedNetwork:
                 last[g.source] = k
         return last
 
-    def batches(self, x, batch_size: int = 512):
-        """Per batch of ``x``: (logits, [ReLU output of every hidden layer]) in float64.
+    def sample_bytes(self) -> int:
+        """Bytes one sample's activations take while its widest layer is computed: the input,
+        W x + b and the ReLU output (pooled or not), float64."""
+        widest = 0
+        for layer in self.layers:
+            inputs = sum(int(np.prod(g.input_shape)) for g in layer.groups)
+            widest = max(widest, inputs + 2 * int(np.prod(layer.output_shape)))
+        return 8 * widest
 
-        Activations stay TensorFlow tensors from layer to layer (:func:`exactsnn.ops.linear`);
-        what is yielded are NumPy views of them."""
+    def batch_size(self, largest: int = 512, budget_bytes: int = ACTIVATION_BUDGET) -> int:
+        """The largest batch (≤ ``largest``, ≥ 1) whose activations fit ``budget_bytes``: small
+        networks keep ``largest``, VGG16 at 224×224 (77 MB a sample) gets 27."""
+        return int(max(1, min(largest, budget_bytes // max(self.sample_bytes(), 1))))
+
+    def batches(self, x, batch_size: int | None = None, hidden: str = "arrays"):
+        """Per batch of ``x``: (logits, per hidden layer its ReLU output) in float64.
+
+        ``hidden`` = "arrays": the outputs as NumPy views; "max": only their largest values
+        (the outputs are dropped as soon as the next layer has them, so memory does not grow
+        with the number of layers kept).  ``batch_size`` None: :meth:`batch_size`.
+        Activations stay TensorFlow tensors from layer to layer (:func:`exactsnn.ops.linear`)."""
         tf = ops._tf()
+        batch_size = batch_size or self.batch_size()
         last = self.last_use()
         kernels = [[tf.constant(g.weight if g.kind == "conv" else g.weight.reshape(-1, g.channels)) for g in l.groups]
                    for l in self.layers]
@@ -261,16 +281,17 @@ class PreprocessedNetwork:
                     yield np.asarray(z).reshape(len(z), -1), acts
                     break
                 z = tf.maximum(z, 0.0)
-                acts.append(np.asarray(z))
+                acts.append(np.asarray(z) if hidden == "arrays" else float(tf.reduce_max(z)))
                 for pool in layer.pools:
                     z = pool.on_values(z)
                 outputs[k] = tf.convert_to_tensor(z, tf.float64)
 
-    def forward(self, x, return_hidden: bool = False, batch_size: int = 512):
+    def forward(self, x, return_hidden: bool = False, batch_size: int | None = None):
         """Float64 logits of the scaled ReLU network; optionally every hidden layer's ReLU output
-        (memory grows with the data set: :func:`max_activations` reduces per batch instead)."""
+        (memory grows with the data set: :func:`max_activations` reduces per batch instead).
+        ``batch_size`` None: as many samples at once as :meth:`batch_size` allows."""
         logits, hidden = [], []
-        for out, acts in self.batches(x, batch_size):
+        for out, acts in self.batches(x, batch_size, hidden="arrays" if return_hidden else "max"):
             logits.append(out)
             if return_hidden:
                 hidden.append(acts)
@@ -712,13 +733,15 @@ def _divide_inputs(group: AffineLayer, f: np.ndarray) -> AffineLayer:
     return replace(group, weight=group.weight * inv[None, None, :, None])
 
 
-def max_activations(net: PreprocessedNetwork, x_sample) -> np.ndarray:
-    """X_n = max over the sample and the neurons of hidden layer n's ReLU output, one pass."""
+def max_activations(net: PreprocessedNetwork, x_sample, batch_size: int | None = None) -> np.ndarray:
+    """X_n = max over the sample and the neurons of hidden layer n's ReLU output, one pass, a
+    running maximum per batch (memory independent of the sample's size; ``batch_size`` None:
+    up to 256 as :meth:`PreprocessedNetwork.batch_size` allows)."""
     if len(x_sample) == 0:
         raise ValueError("the training sample for X_n is empty")
     X = np.zeros(len(net.hidden))
-    for _, acts in net.batches(x_sample, batch_size=256):
-        X = np.maximum(X, [float(a.max()) for a in acts])
+    for _, maxima in net.batches(x_sample, batch_size or net.batch_size(256), hidden="max"):
+        X = np.maximum(X, maxima)
     return X
 
 

@@ -31,7 +31,7 @@ else:
 
     model = keras.models.load_model(snakemake.input.model, compile=False)
     graph = import_keras(model)
-    original_logits = lambda x: keras_logits(model, x)  # noqa: E731
+    original_logits = lambda x: keras_logits(model, x, batch_size=network.batch_size(256))  # noqa: E731
 
 x_sample = data.sample(p.samples, p.seed)
 n_sample = len(x_sample)
@@ -39,6 +39,8 @@ log.info("X_n from %d training samples; %d test samples", n_sample, data.n_test)
 started = time.perf_counter()
 network = preprocess(graph, x_sample, input_range=data.input_range, lower=p.lower, upper=p.upper)
 seconds_preprocess = time.perf_counter() - started
+log.info("forward passes in batches of %d (%.0f MB of activations a sample, exactsnn.preprocess.ACTIVATION_BUDGET)",
+         network.batch_size(256), network.sample_bytes() / 1e6)
 del x_sample
 
 original, scaled, labels = [], [], []
