@@ -1,6 +1,7 @@
 # Helpers for every stage: config validation, lookups, input functions, wildcard constraints.
 
 import json
+import os
 from pathlib import Path
 
 import jsonschema
@@ -170,6 +171,24 @@ def phase2_parts(wildcards):
         model=wildcards.model,
         part=range(n),
     )
+
+
+def limit_local_memory(share=0.9):
+    """On one machine, let the jobs running at once ask for at most ``share`` of its memory
+    together (their mem_mb: the Phase 2 parts' estimates), unless --resources sets mem_mb; a
+    cluster's scheduler places jobs by their memory itself."""
+    if not workflow.local_exec or workflow.remote_exec:
+        return
+    if any(key in workflow.global_resources for key in ("mem", "mem_mb", "mem_mib")):
+        return
+    try:
+        total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 10**6
+    except (ValueError, OSError, AttributeError):  # not a POSIX system that reports it
+        return
+    workflow.global_resources["mem_mb"] = int(share * total_mb)
+
+
+limit_local_memory()
 
 
 def phase2_part_mem_mb(wildcards, input):
