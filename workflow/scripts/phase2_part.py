@@ -31,10 +31,11 @@ for path in snakemake.input.networks:
     compiled = time.perf_counter() - started
     rest = exactsnn.simulate(network, x[batch:], sample_offset=first + batch, **run) if len(x) > batch else None
     seconds[network.neuron] = time.perf_counter() - started
-    simulations[network.neuron] = Simulation.concat([head, rest] if rest is not None else [head])
-    log.info("%s: %d samples in batches of %d (%d MB estimated): %.2f s, of which %.2f s for the first batch "
-             "(tracing and compiling the layers, once per process); %d of %d neurons walked",
-             network.neuron, stop - first, batch, memory[network.neuron]["mem_mb"], seconds[network.neuron], compiled,
-             simulations[network.neuron].fallback,
-             simulations[network.neuron].fallback + simulations[network.neuron].certified)
+    sim = simulations[network.neuron] = Simulation.concat([head, rest] if rest is not None else [head])
+    log.info("%s: %d samples in batches of up to %d (%d MB estimated for a full one): %.2f s, of which %.2f s "
+             "for the first batch (tracing and compiling the layers, once per process)",
+             network.neuron, stop - first, batch, memory[network.neuron]["mem_mb"], seconds[network.neuron], compiled)
+    if sim.certified + sim.fallback:
+        log.info("%s: %d of %d neurons walked (the rest certified)", network.neuron, sim.fallback,
+                 sim.certified + sim.fallback)
 serialize.save({"first": first, "stop": stop, "simulations": simulations, "seconds": seconds}, snakemake.output.part)
