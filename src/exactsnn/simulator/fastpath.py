@@ -91,16 +91,15 @@ class CompiledLayer:
         self.groups = []
         fan_in, max_pos, max_abs, abs_sum = 0, 0.0, 0.0, np.zeros(c)
         for k, g in enumerate(layer.groups):
-            pos = np.maximum(g.weight, 0.0)
             fan_in += int(np.prod(g.weight.shape[:-1]))
-            max_pos = max(max_pos, float(pos.max(initial=0.0)))
+            max_pos = max(max_pos, float(g.weight.max(initial=0.0)))  # = max W⁺, without a copy of W⁺
             diagonal = k > 0 and _is_diagonal(g)  # a skip group; the main one is convolved
-            w = np.diagonal(g.weight[0, 0]) if diagonal else g.weight if g.kind == "conv" else g.weight.reshape(-1, c)
             # The majorants' weights (W⁺, W, |W⁻| in float32) are made when a plan first needs them.
-            self.groups.append(dict(group=g, diagonal=diagonal, w=tf.constant(w, tf.float64)))
+            self.groups.append(dict(group=g, diagonal=diagonal, w=tf.constant(_kernel(g, diagonal), tf.float64)))
             if not diagonal:
-                abs_sum = abs_sum + np.abs(g.weight).reshape(-1, c).sum(0)
-                max_abs = max(max_abs, float(np.abs(g.weight).max(initial=0.0)))
+                magnitude = np.abs(g.weight)
+                abs_sum = abs_sum + magnitude.reshape(-1, c).sum(0)
+                max_abs = max(max_abs, float(magnitude.max(initial=0.0)))
         out = layer.output_shape
         one_minus = 1.0 - s
         width = sl.t_min - sl.t_start
@@ -123,7 +122,6 @@ class CompiledLayer:
         self.width = width
         self.abs_sum = tf.constant(abs_sum, tf.float64)
         self.abs_edges = 2.0 ** -100 * fan_in * max(max_abs, 1.0)
-        self.fan_in = fan_in
         # Which majorants run (the convex one: W⁺x; the edge one), chosen from the counts.
         self.plan = (True, EDGE_BINS if fan_in >= _EDGE_FAN_IN else 0)
         self.edges_help = True
@@ -144,12 +142,9 @@ class CompiledLayer:
         traced: outside the graph, so that it is a captured constant that :meth:`use` can drop)."""
         if g.get(key) is None:
             tf = _tf()
-            geo = g["group"]
-            w = np.diagonal(geo.weight[0, 0]) if g["diagonal"] else geo.weight if geo.kind == "conv" \
-                else geo.weight.reshape(-1, self.sl.layer.channels)
             dtype = tf.float64 if g["diagonal"] and key == "w_neg" else tf.float32
             with tf.init_scope():
-                g[key] = tf.constant(self._WEIGHTS[key](w), dtype)
+                g[key] = tf.constant(self._WEIGHTS[key](_kernel(g["group"], g["diagonal"])), dtype)
         return g[key]
 
     def use(self, plan: tuple) -> None:
@@ -196,8 +191,8 @@ class CompiledLayer:
 
         ``values`` are the sources' (pooled) values, all inside this layer's input window (the
         caller checks).  ``convex`` says whether the convex majorant runs, ``bins`` how many
-        bins the edge majorant has (0: none); a neuron is certified if either holds.  Returns (x, counts, left, x and ReLU(W x + b) at left,
-        z = W x + b) where counts are the numbers of neurons that are certified and spike
+        bins the edge majorant has (0: none); a neuron is certified if either holds.  Returns
+        (x, counts, left, x and ReLU(W x + b) at left, z = W x + b) where counts are the numbers of neurons that are certified and spike
         before t_max, certified and deviate, certified and lie beyond the window B_n, not
         certified, certified by the convex majorant only and by the edge majorant only;
         ``left`` indexes the fourth.  z is the fused pass's own output (the event engine's
@@ -217,9 +212,9 @@ class CompiledLayer:
                     self._weight(g, key)
         x, flags, z = self.certify(wx, p32, edge_terms, skips)  # flags: bits as counted, bit 3 = left
         # One histogram pass over the flags; each bit's count sums the bins that have it.
-        bins = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=1 << _FLAG_BITS,
-                                maxlength=1 << _FLAG_BITS, dtype=tf.int64)
-        counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), bins)
+        histogram = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=1 << _FLAG_BITS,
+                                     maxlength=1 << _FLAG_BITS, dtype=tf.int64)
+        counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), histogram)
         left = tf.where(tf.bitwise.bitwise_and(flags, tf.constant(8, tf.int8)) > 0)
         x_left = tf.gather_nd(x, left)
         # ReLU(W x + b) of the few neurons left.
@@ -343,18 +338,19 @@ class CompiledLayer:
             at_edges, q32, edges = edge_terms
             bins = len(at_edges) + 1
             c = [self._per_sample(edges[:, k], wx) for k in range(bins + 1)]
+            # The identity shortcuts' edges, broadcast against their inputs.
+            c_skip = [[self._per_sample(edges[:, k], xd) for k in range(bins + 1)] for xd in skips]
             top = c[bins]
             bound = a1  # the edge c_0 = 0: V(t_min), exact
             for k in range(1, bins):
                 pk = tf.cast(at_edges[k - 1], tf.float64)
-                for g, xd in zip(diagonal, skips):
-                    pk = pk + tf.maximum(xd - self._per_sample(edges[:, k], xd), 0.0) * g["w"]
+                for g, xd, cd in zip(diagonal, skips, c_skip):
+                    pk = pk + tf.maximum(xd - cd[k], 0.0) * g["w"]
                 err = self.rel * (top - c[k]) * self.abs_sum + self.abs_edges
                 bound = tf.maximum(bound, AlphaNeuron.edge_potential(self.alpha, self.width, c[k], pk + err, self.inv_one_minus))
             bound = tf.maximum(bound, AlphaNeuron.edge_potential(self.alpha, self.width, top, 0.0, self.inv_one_minus))
             q = tf.cast(q32, tf.float64) * (1.0 + self.rel) + self.abs_edges
-            for g, xd in zip(diagonal, skips):
-                cd = [self._per_sample(edges[:, k], xd) for k in range(bins + 1)]
+            for g, xd, cd in zip(diagonal, skips, c_skip):
                 q = q + self._excess(xd, cd) * g["w_neg"]  # made by _step
             bound = bound + q * self.inv_one_minus
             edge = (th > 0.0) & (bound < th - 1e-9 * tf.maximum(tf.abs(th), 1.0))
@@ -395,8 +391,8 @@ class CompiledReadout:
         self.base = np.broadcast_to(AlphaNeuron.readout_base(sl.alpha, layer.bias, sl.t_start, sl.t_min),
                                     layer.output_shape)
         self.groups = [
-            dict(group=g, diagonal=False, w=tf.constant(g.weight, tf.float64) if g.kind == "conv"
-                 else g.weight.reshape(-1, layer.channels))
+            dict(group=g, diagonal=False, w=tf.constant(_kernel(g, False), tf.float64) if g.kind == "conv"
+                 else _kernel(g, False))
             for g in layer.groups
         ]
         self.conv = tf.function(self._conv, reduce_retracing=True, autograph=False)
@@ -430,6 +426,14 @@ def _one_blas_thread():
 
 
 _one_blas_thread.controller = None
+
+
+def _kernel(group, diagonal: bool) -> np.ndarray:
+    """A synapse group's W as its product takes it: the diagonal of an identity shortcut, the
+    kernel of a convolution, a (fan-in, channels) matrix of a dense group."""
+    if diagonal:
+        return np.diagonal(group.weight[0, 0])
+    return group.weight if group.kind == "conv" else group.weight.reshape(-1, group.channels)
 
 
 def _is_diagonal(group) -> bool:
