@@ -12,6 +12,7 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("google.protobuf")
 
 from exactsnn.importers import caffe  # noqa: E402
+from exactsnn.importers.caffe import schema, to_keras  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # An independent reference: Caffe's forward pass in NumPy, channel-first (C, H, W)
@@ -308,7 +309,7 @@ def test_unpacked_float_weights_fall_back(tmp_path, net_a):
     """Blobs written with non-packed floats still load (slow element-wise path)."""
     from google.protobuf import descriptor_pool, message_factory
 
-    fdp = caffe._schema_file(False)
+    fdp = schema.schema_file(False)
     for m in fdp.message_type:
         if m.name == "BlobProto":
             for f in m.field:
@@ -316,11 +317,11 @@ def test_unpacked_float_weights_fall_back(tmp_path, net_a):
                     f.options.packed = False
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fdp)
-    schema = {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{m.name}"))
+    classes = {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{m.name}"))
               for m in fdp.message_type}
     proto, packed_model, x, ref = net_a
     weights = {l.name: l.blobs for l in caffe.read_caffe_net(proto, packed_model).layers if l.blobs}
-    unpacked = write_model(tmp_path / "unpacked.caffemodel", weights, schema=schema)
+    unpacked = write_model(tmp_path / "unpacked.caffemodel", weights, schema=classes)
     assert unpacked.read_bytes() != packed_model.read_bytes()
     net = caffe.read_caffe_net(proto, unpacked)
     for name, arrays in weights.items():
@@ -383,11 +384,11 @@ def test_branch_refused(net_a):
 
 def test_pool_size_rules():
     # Caffe's ceil rounding and the "last window starts inside the image" correction
-    assert caffe._caffe_pool_size(7, 2, 2, 0, True) == 4
-    assert caffe._caffe_pool_size(7, 2, 2, 0, False) == 3
-    assert caffe._caffe_pool_size(224, 2, 2, 0, True) == 112
-    assert caffe._caffe_pool_size(4, 2, 2, 1, True) == 3
-    assert caffe._caffe_pool_size(5, 2, 2, 1, True) == 3  # would be 4 without the correction
+    assert to_keras._caffe_pool_size(7, 2, 2, 0, True) == 4
+    assert to_keras._caffe_pool_size(7, 2, 2, 0, False) == 3
+    assert to_keras._caffe_pool_size(224, 2, 2, 0, True) == 112
+    assert to_keras._caffe_pool_size(4, 2, 2, 1, True) == 3
+    assert to_keras._caffe_pool_size(5, 2, 2, 1, True) == 3  # would be 4 without the correction
 
 
 def test_cli_caffe2keras_then_the_exact_snn(net_a, tmp_path):
