@@ -19,8 +19,9 @@ Two recipes (:data:`RECIPES`):
     ``decay=1e-6``, a ~9 % reduction over 250 epochs; it is left out.)
 
 :func:`train` runs a recipe on a :class:`~exactsnn.datasets.Dataset`; :func:`load_weights`
-puts weights from a ``.keras`` file, a Keras 3 ``.weights.h5`` or an HDF5 file from the
-original project's ``models/`` folder into one of our architectures.
+puts weights from a ``.keras`` file, a Keras 3 ``.weights.h5`` or a Keras 1/2 HDF5 file (the
+original project's ``models/`` folder, geifmany's CIFAR VGGs, Keras' ImageNet VGG16 weights)
+into one of our architectures.
 """
 
 from __future__ import annotations
@@ -273,21 +274,46 @@ def _weight_rank(name: str) -> tuple[int, str]:
     return (_WEIGHT_ORDER.index(base) if base in _WEIGHT_ORDER else len(_WEIGHT_ORDER), name)
 
 
-def _read_legacy_h5(root: h5py.Group) -> list[_StoredLayer]:
-    """Keras 2 / tf.keras HDF5 weights (``save_weights('x.h5')`` or a full ``model.save``).
+def _attribute(group: h5py.Group, name: str) -> list[str]:
+    """A list attribute as Keras 2 writes it: whole, or split into ``name0``, ``name1``, ...
+
+    Keras 2 splits a list whose attribute would pass HDF5's 64 KiB object-header limit (a
+    model with thousands of layers) into numbered chunks; read back, they are one list.
+    """
+    if name in group.attrs:
+        return _decode(group.attrs[name])
+    values, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs:
+        values += _decode(group.attrs[f"{name}{chunk}"])
+        chunk += 1
+    return values
+
+
+def _read_legacy_h5(root: h5py.Group, path: Path) -> list[_StoredLayer]:
+    """Keras 1/2 and tf.keras HDF5 weights (``save_weights('x.h5')`` or a full ``model.save``).
 
     One group per layer, listed in model order by the ``layer_names`` attribute; each group
-    holds its arrays in the order of its ``weight_names`` attribute (``conv2d/kernel:0``, ...).
-    Without the attribute (files written by hand), groups are ordered by their names' counters.
+    holds its arrays in the order of its ``weight_names`` attribute: ``conv2d/kernel:0`` (Keras
+    2, stored one group deeper, ``conv2d/conv2d/kernel:0``) or ``block1_conv1_W_1:0`` (Keras 1,
+    e.g. Keras' ImageNet VGG16 file).  Without the attribute (files written by hand), groups
+    are ordered by their names' counters.
     """
-    names = _decode(root.attrs.get("layer_names", []))
+    names = _attribute(root, "layer_names")
     if not names:
         names = sorted((k for k in root if isinstance(root[k], h5py.Group)), key=_name_order)
     out = []
     for name in names:
+        if name not in root:
+            raise WeightsMismatchError(f"{path}: layer {name!r} is listed in layer_names but has no group in the file")
         group = root[name]
-        weight_names = _decode(group.attrs.get("weight_names", []))
+        weight_names = _attribute(group, "weight_names")
         if weight_names:
+            missing = [w for w in weight_names if w not in group]
+            if missing:
+                raise WeightsMismatchError(
+                    f"{path}: layer {name!r} lists weight {missing[0]!r} in weight_names, "
+                    "but the file has no such array"
+                )
             arrays = [np.asarray(group[w]) for w in weight_names]
         else:  # no attribute: take the datasets below the group, in Keras' weight order
             found: list[tuple[str, np.ndarray]] = []
@@ -337,7 +363,9 @@ def _read_weight_file(path: Path) -> list[_StoredLayer]:
     with f:
         if "layers" in f and "layer_names" not in f.attrs:
             return _read_keras3_h5(f)
-        return _read_legacy_h5(f["model_weights"] if "model_weights" in f else f)
+        # A full model.save() keeps the weights under model_weights, beside model_config and
+        # optimizer_weights (whose moment arrays have the kernels' shapes and must stay unread).
+        return _read_legacy_h5(f["model_weights"] if "model_weights" in f else f, path)
 
 
 def _names(names, limit: int = 4) -> str:
@@ -352,6 +380,8 @@ def _names(names, limit: int = 4) -> str:
 def load_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
     """Load weights into ``model`` from a ``.keras`` file, a ``.weights.h5`` or a legacy ``.h5``.
 
+    Legacy means Keras 1/2 HDF5, weights only (``save_weights``) or a full ``model.save``
+    (its ``model_weights`` group is read, its ``model_config`` and optimizer state are not).
     Files from other code (the original project's ``models/`` folder, an older Keras) do not
     share our layer names, so layers are matched by *kind and order*: the i-th convolution of
     the file goes into the i-th Conv2D of the model, likewise for Dense and
