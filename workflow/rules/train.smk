@@ -19,12 +19,18 @@ rule train:
         fraction=benchmark_value("fraction"),
         seed=benchmark_value("seed"),
         batch_size=benchmark_value("batch_size"),
+        # Said in the message, so that a dry run shows which rows train and which load weights.
+        source=lambda wc: (
+            f"loading {weights_input(wc)[0]}, not training"
+            if weights_input(wc)
+            else f"training with the {BENCHMARKS[wc.dataset][wc.model]['recipe']} recipe"
+        ),
     log:
         "logs/train/{dataset}/{model}.log",
     conda:
         "../../envs/exactsnn.yaml"
     message:
-        "Training (or loading) {wildcards.model} on {wildcards.dataset}"
+        "{wildcards.model} on {wildcards.dataset}: {params.source}"
     script:
         "../scripts/train.py"
 
