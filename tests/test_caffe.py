@@ -3,16 +3,20 @@ compared against an independent channel-first NumPy forward pass of the Caffe ne
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import exactsnn
+from exactsnn import ir
 
 keras = pytest.importorskip("keras")
 pytest.importorskip("google.protobuf")
 
 from exactsnn.importers import caffe  # noqa: E402
-from exactsnn.importers.caffe import schema, to_keras  # noqa: E402
+from exactsnn.importers.caffe import graph as caffe_graph_module  # noqa: E402
+from exactsnn.importers.caffe import schema  # noqa: E402
 
 # ----------------------------------------------------------------------------------------
 # An independent reference: Caffe's forward pass in NumPy, channel-first (C, H, W)
@@ -268,20 +272,19 @@ layers { name: "prob" type: SOFTMAX bottom: "fc7" top: "prob" }
 """
 
 
-def test_v1_legacy_layers(tmp_path):
+@pytest.fixture(scope="module")
+def net_v1(tmp_path_factory):
     rng = np.random.default_rng(2)
+    d = tmp_path_factory.mktemp("caffe_v1")
     w = {
         "conv1": [rand(rng, 4, 3, 3, 3), rand(rng, 4)],
         "fc6": [rand(rng, 8, 4 * 4 * 4, scale=0.3), rand(rng, 8)],
         "fc7": [rand(rng, 3, 8), rand(rng, 3)],
     }
-    proto = tmp_path / "deploy_v1.prototxt"
+    proto = d / "deploy_v1.prototxt"
     proto.write_text(PROTO_V1)
     # legacy blobs: 4-D num/channels/height/width, inner products stored as (1, 1, out, in)
-    model = write_model(tmp_path / "v1.caffemodel", w, legacy=True)
-    net = caffe.read_caffe_net(proto, model)
-    assert net.legacy and [l.type for l in net.layers][:4] == ["Convolution", "ReLU", "Pooling", "Flatten"]
-    assert net.layer("fc6").blobs[0].shape == (1, 1, 8, 64)
+    model = write_model(d / "v1.caffemodel", w, legacy=True)
     ops = [
         ("conv", {"w": w["conv1"][0], "b": w["conv1"][1]}),
         ("relu", {}),
@@ -292,17 +295,112 @@ def test_v1_legacy_layers(tmp_path):
     ]
     x = rng.uniform(-1, 1, size=(4, 3, 10, 10))
     ref = np.stack([np_forward(ops, xi) for xi in x])
-    m = caffe.caffe_to_keras(proto, model, dtype="float64", softmax=False)
-    np.testing.assert_allclose(keras_out(m, x), ref, rtol=1e-10, atol=1e-10)
-    # a current-format prototxt takes weights from a V1 caffemodel (matched by name)
+    return proto, model, x, ref
+
+
+@pytest.fixture(scope="module")
+def net_v1_current(net_v1):
+    """The V1 net's prototxt in the current format (as text), with the V1 caffemodel."""
+    _, model, x, ref = net_v1
     current = PROTO_V1.replace("layers {", "layer {")
     for v1, new in [("CONVOLUTION", '"Convolution"'), ("RELU", '"ReLU"'), ("POOLING", '"Pooling"'),
                     ("FLATTEN", '"Flatten"'), ("INNER_PRODUCT", '"InnerProduct"'), ("DROPOUT", '"Dropout"'),
                     ("SOFTMAX", '"Softmax"')]:
         current = current.replace(f"type: {v1} ", f"type: {new} ")
     current = current.replace("blobs_lr: 1 blobs_lr: 2 weight_decay: 1 weight_decay: 0", "")
+    return current, model, x, ref
+
+
+def test_v1_legacy_layers(net_v1, net_v1_current):
+    proto, model, x, ref = net_v1
+    net = caffe.read_caffe_net(proto, model)
+    assert net.legacy and [l.type for l in net.layers][:4] == ["Convolution", "ReLU", "Pooling", "Flatten"]
+    assert net.layer("fc6").blobs[0].shape == (1, 1, 8, 64)
+    m = caffe.caffe_to_keras(proto, model, dtype="float64", softmax=False)
+    np.testing.assert_allclose(keras_out(m, x), ref, rtol=1e-10, atol=1e-10)
+    # a current-format prototxt takes weights from a V1 caffemodel (matched by name)
+    current, _, _, _ = net_v1_current
+    assert not caffe.read_caffe_net(current, model).legacy
     m2 = caffe.caffe_to_keras(current, model, dtype="float64", softmax=False)
     np.testing.assert_allclose(keras_out(m2, x), ref, rtol=1e-10, atol=1e-10)
+
+
+NETS = ["net_a", "net_v1", "net_v1_current"]
+
+
+def _fields_equal(a, b) -> bool:
+    """Same node class and the same values in every dataclass field (arrays element by element)."""
+    if type(a) is not type(b):
+        return False
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (np.shape(x) == np.shape(y) and np.array_equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("fixture", NETS)
+def test_import_caffe_equals_the_keras_path(fixture, request):
+    """Direct import = caffe2keras then the Keras importer: same nodes, same weights, same float64 logits."""
+    from exactsnn.evaluate import evaluate
+    from exactsnn.importers.keras import import_keras, keras_logits
+
+    proto, model, x, ref = request.getfixturevalue(fixture)
+    x_hwc = np.transpose(x, (0, 2, 3, 1))
+    direct = caffe.import_caffe(proto, model)
+    assert isinstance(direct, ir.Graph)
+    converted = caffe.caffe_to_keras(proto, model)  # float32, as the workflow saves it
+    via_keras = import_keras(converted)
+    assert len(direct.nodes) == len(via_keras.nodes)
+    for (name, a), (other, b) in zip(direct.nodes.items(), via_keras.nodes.items()):
+        assert _fields_equal(a, b), (name, other)
+    scale = np.abs(ref).max()
+    logits = evaluate(direct, x_hwc)
+    assert logits.dtype == np.float64
+    np.testing.assert_allclose(logits, ref, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(logits, keras_logits(converted, x_hwc), rtol=0, atol=1e-12 * scale)
+    np.testing.assert_array_equal(logits, evaluate(via_keras, x_hwc))
+
+
+@pytest.mark.parametrize("fixture", NETS)
+def test_import_caffe_maps_to_an_exact_snn(fixture, request):
+    """The directly imported Caffe net through Phase 1 and 2: SNN logits = Caffe's, agreement 100 %."""
+    proto, model, x, ref = request.getfixturevalue(fixture)
+    x_hwc = np.transpose(x, (0, 2, 3, 1))
+    bound = float(np.abs(x).max())
+    snn = exactsnn.convert(caffe.import_caffe(proto, model), x_hwc, input_range=(-bound, bound))
+    sim = exactsnn.simulate(snn, x_hwc)
+    np.testing.assert_allclose(sim.logits, ref, rtol=0, atol=1e-9 * np.abs(ref).max())
+    assert np.array_equal(sim.logits.argmax(axis=1), ref.argmax(axis=1))
+    assert sim.deviating.sum() == 0
+
+
+def test_import_caffe_needs_no_keras(net_a):
+    """The direct path imports neither Keras nor TensorFlow (it reads with protobuf and NumPy alone)."""
+    import subprocess
+    import sys
+
+    proto, model, _, _ = net_a
+    code = (
+        "import sys\n"
+        "from exactsnn.importers.caffe import import_caffe\n"
+        f"g = import_caffe({str(proto)!r}, {str(model)!r})\n"
+        "print(' '.join(f'{n}:{type(v).__name__}' for n, v in g.nodes.items()))\n"
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    nodes, imported = out.stdout.splitlines()
+    assert imported == "[]"
+    # Caffe's layer names; padding for the strided conv2 and the ceil-rounded pool2, conv3's
+    # dilated pad is TensorFlow's 'same'; the train-only Dropout, drop6 and the Softmax leave no node
+    assert nodes.split() == [
+        "data:Input", "conv1:Conv2D", "relu1:ReLU", "pool1:MaxPool2D", "conv2/pad:ZeroPadding2D", "conv2:Conv2D",
+        "relu2:ReLU", "conv3:Conv2D", "relu3:ReLU", "pool2/pad:ZeroPadding2D", "pool2:MaxPool2D",
+        "fc6/flatten:Flatten", "fc6:Dense", "relu6:ReLU", "fc8a:Dense",
+    ]
 
 
 def test_unpacked_float_weights_fall_back(tmp_path, net_a):
@@ -345,6 +443,8 @@ def test_refused_layers_name_layer_and_type(layer_text, name, ltype):
     )
     with pytest.raises(ValueError, match=rf"'{name}'.*'{ltype}'"):
         caffe.read_caffe_net(text)
+    with pytest.raises(ValueError, match=rf"'{name}'.*'{ltype}'"):
+        caffe.import_caffe(text, None)
     net = caffe.read_caffe_net(text, strict=False)  # reading for inspection still works
     assert net.layers[-1].type == ltype
 
@@ -361,34 +461,66 @@ def test_refused_v1_lrn_and_other_unsupported_settings(tmp_path):
         "conv1": [rand(rng, 4, 3, 3, 3), rand(rng, 4)],
         "fc6": [rand(rng, 8, 64), rand(rng, 8)], "fc7": [rand(rng, 3, 8), rand(rng, 3)],
     })
-    with pytest.raises(ValueError, match=r"'relu1'.*negative_slope"):
-        caffe.caffe_to_keras(leaky, model)
+    for read in (caffe.import_caffe, caffe.caffe_to_keras):
+        with pytest.raises(ValueError, match=r"'relu1'.*negative_slope"):
+            read(leaky, model)
     # max pooling that needs padding directly on (possibly negative) input is refused
     neg = ('input: "data" input_dim: 1 input_dim: 1 input_dim: 5 input_dim: 5\n'
            'layer { name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param { pool: MAX kernel_size: 3 stride: 2 pad: 1 } }\n'
            'layer { name: "fc" type: "InnerProduct" bottom: "p" top: "fc" inner_product_param { num_output: 2 } }')
     m2 = write_model(tmp_path / "m2.caffemodel", {"fc": [rand(rng, 2, 9), rand(rng, 2)]})
     with pytest.raises(ValueError, match=r"'p'.*non-negative"):
-        caffe.caffe_to_keras(neg, m2)
-    # missing weights
+        caffe.import_caffe(neg, m2)
+    # the same pool after a ReLU is exact with a zero pad
+    relu_first = neg.replace('bottom: "data" top: "p"', 'bottom: "r" top: "p"').replace(
+        "layer {", 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }\nlayer {', 1)
+    assert isinstance(caffe.import_caffe(relu_first, m2).nodes["p/pad"], ir.ZeroPadding2D)
+    # missing weights, a missing bias blob
     with pytest.raises(ValueError, match=r"'conv1' has no weights"):
-        caffe.caffe_to_keras(PROTO_V1, tmp_path / "m2.caffemodel")
+        caffe.import_caffe(PROTO_V1, m2)
+    no_bias = write_model(tmp_path / "m3.caffemodel", {"conv1": [rand(rng, 4, 3, 3, 3)]})
+    with pytest.raises(ValueError, match=r"'conv1' has bias_term set but no bias blob"):
+        caffe.import_caffe(PROTO_V1, no_bias)
+    # no input shape; a layer after the final Softmax
+    with pytest.raises(ValueError, match=r"no input shape; pass input_shape"):
+        caffe.import_caffe(PROTO_V1.replace("input_dim: 1\ninput_dim: 3\ninput_dim: 10\ninput_dim: 10\n", ""), model)
+    after = PROTO_V1 + 'layers { name: "late" type: RELU bottom: "prob" top: "prob" }\n'
+    with pytest.raises(ValueError, match=r"'late' \(ReLU\) follows the final Softmax"):
+        caffe.import_caffe(after, model)
 
 
 def test_branch_refused(net_a):
     proto, model, _, _ = net_a
     branch = PROTO_A.replace('bottom: "conv1" top: "pool1"', 'bottom: "data" top: "pool1"')
     with pytest.raises(ValueError, match=r"'pool1'.*straight chains"):
-        caffe.caffe_to_keras(branch, model)
+        caffe.import_caffe(branch, model)
+
+
+def test_keras_export_softmax_layer_and_refusals(net_v1):
+    from exactsnn.importers.caffe import to_keras
+
+    proto, model, x, ref = net_v1
+    # a ReLU on the logits: the Dense takes it as activation, the softmax becomes its own layer
+    relu_logits = PROTO_V1.replace(
+        'layers { name: "prob"', 'layers { name: "relu7" type: RELU bottom: "fc7" top: "fc7" }\nlayers { name: "prob"'
+    )
+    m = caffe.caffe_to_keras(relu_logits, model, dtype="float64")
+    assert [l.name for l in m.layers[-2:]] == ["fc7", "prob"] and type(m.layers[-1]).__name__ == "Softmax"
+    np.testing.assert_allclose(keras_out(m, x), softmax(np.maximum(ref, 0)), rtol=1e-10, atol=1e-12)
+    g = ir.Graph()
+    g.add("x", ir.Input((4,)))
+    g.add("bn", ir.BatchNorm(np.ones(4), np.zeros(4)), after="x")
+    with pytest.raises(TypeError, match=r"'bn'.*BatchNorm"):
+        to_keras.keras_model(g)
 
 
 def test_pool_size_rules():
     # Caffe's ceil rounding and the "last window starts inside the image" correction
-    assert to_keras._caffe_pool_size(7, 2, 2, 0, True) == 4
-    assert to_keras._caffe_pool_size(7, 2, 2, 0, False) == 3
-    assert to_keras._caffe_pool_size(224, 2, 2, 0, True) == 112
-    assert to_keras._caffe_pool_size(4, 2, 2, 1, True) == 3
-    assert to_keras._caffe_pool_size(5, 2, 2, 1, True) == 3  # would be 4 without the correction
+    assert caffe_graph_module.caffe_pool_size(7, 2, 2, 0, True) == 4
+    assert caffe_graph_module.caffe_pool_size(7, 2, 2, 0, False) == 3
+    assert caffe_graph_module.caffe_pool_size(224, 2, 2, 0, True) == 112
+    assert caffe_graph_module.caffe_pool_size(4, 2, 2, 1, True) == 3
+    assert caffe_graph_module.caffe_pool_size(5, 2, 2, 1, True) == 3  # would be 4 without the correction
 
 
 def test_cli_caffe2keras_then_the_exact_snn(net_a, tmp_path):
