@@ -130,19 +130,6 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
-def test_paper_config_plans_every_rule_for_every_row(tmp_path):
-    result = snakemake("-n", "--configfile", str(CONFIG / "paper.yaml"), workdir=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    counts = job_counts(result.stdout)
-    assert PAPER_RULES <= set(counts), f"rules not planned: {PAPER_RULES - set(counts)}"
-    rows = yaml.safe_load((CONFIG / "paper.yaml").read_text())["benchmarks"]
-    assert counts["measure"] == len(rows) == 11  # the paper's ten rows and the ResNet-20
-    assert counts["phase2_part"] == sum(row.get("parts", 1) for row in rows)
-    assert {(r["dataset"], r["model"]) for r in rows} >= {("places365", "vgg16"), ("pass", "vgg16")}
-    # Nothing ran and nothing was written: a dry run needs no data.
-    assert not (tmp_path / "results").exists()
-
-
 def test_default_config_dry_run(tmp_path):
     result = snakemake("-n", "--configfile", str(CONFIG / "config.yaml"), workdir=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,7 +1,8 @@
 """Importers: trained networks from other frameworks → the network description (:mod:`exactsnn.ir`).
 
 :mod:`.keras` (Keras 3 models), :mod:`.onnx` (ONNX files: PyTorch, TensorFlow, ... exports) and
-:mod:`.caffe` (Caffe VGG, rebuilt in Keras).  :func:`import_model` picks one by what it is given.
+:mod:`.caffe` (a prototxt and a caffemodel: :func:`exactsnn.importers.caffe.import_caffe`, with an
+optional Keras export).  :func:`import_model` picks the Keras or the ONNX importer by what it is given.
 """
 
 from __future__ import annotations
