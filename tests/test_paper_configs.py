@@ -1,0 +1,111 @@
+"""config/paper.yaml (the published networks) and config/paper_retrain.yaml (trained here), planned.
+
+A dry run checks that every input file exists but never opens one, so the published weights
+are stood in for by empty files at the configured paths in the run's working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from test_workflow import CONFIG, PAPER_RULES, job_counts, snakemake
+
+IMAGESETS = {"places365", "pass"}
+
+# Table 1 of Stanojevic et al. 2023, row by row, as (dataset, model).
+PAPER_TABLE = {
+    ("mnist", "fc"),
+    ("mnist", "fc_l1"),
+    ("mnist", "lenet"),
+    ("mnist", "vgg"),
+    ("fashion_mnist", "fc"),
+    ("fashion_mnist", "lenet"),
+    ("fashion_mnist", "vgg"),
+    ("cifar10", "vgg"),
+    ("cifar10", "vgg_l1"),
+    ("cifar100", "vgg"),
+    ("places365", "vgg16"),
+    ("pass", "vgg16"),
+}
+
+LOADS = re.compile(r"^Job \d+: (\S+) on (\S+): loading (\S+), not training$", re.M)
+TRAINS = re.compile(r"^Job \d+: (\S+) on (\S+): training with the (\S+) recipe$", re.M)
+
+
+def _rows(name: str) -> list[dict]:
+    return yaml.safe_load((CONFIG / name).read_text())["benchmarks"]
+
+
+def _stand_ins(rows: list[dict], workdir: Path) -> list[Path]:
+    """Empty files at every path the rows name, relative to the run's working directory."""
+    made = []
+    for row in rows:
+        for key in ("weights", "prototxt"):
+            if row.get(key):
+                path = workdir / row[key]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch()
+                made.append(path)
+    return made
+
+
+def test_paper_config_plans_every_row_from_its_published_weights(tmp_path):
+    rows = _rows("paper.yaml")
+    assert {(r["dataset"], r["model"]) for r in rows} == PAPER_TABLE and len(rows) == len(PAPER_TABLE)
+    for row in rows:
+        assert str(row.get("weights", "")).startswith("models/"), row
+    _stand_ins(rows, tmp_path)
+
+    result = snakemake("-n", "--configfile", str(CONFIG / "paper.yaml"), workdir=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert PAPER_RULES <= set(counts), f"rules not planned: {PAPER_RULES - set(counts)}"
+    assert counts["measure"] == len(rows)
+    assert counts["phase2_part"] == sum(row.get("parts", 1) for row in rows)
+    # Every trained dataset's row loads its own file, and no row trains.
+    trained = {(r["dataset"], r["model"]): r["weights"] for r in rows if r["dataset"] not in IMAGESETS}
+    loads = {(dataset, model): path for model, dataset, path in LOADS.findall(result.stdout)}
+    assert loads == trained
+    assert counts["train"] == len(trained)
+    assert not TRAINS.findall(result.stdout)
+    assert counts["places365_model"] == counts["pass_model"] == 1
+    assert not (tmp_path / "results").exists()
+
+
+def test_paper_config_without_the_weights_names_the_missing_file(tmp_path):
+    result = snakemake("-n", "--configfile", str(CONFIG / "paper.yaml"), workdir=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "MissingInputException" in out, out
+    assert any(row["weights"] in out for row in _rows("paper.yaml") if row["dataset"] not in IMAGESETS), out
+
+
+def test_retrain_config_is_paper_config_trained(tmp_path):
+    paper = yaml.safe_load((CONFIG / "paper.yaml").read_text())
+    retrain = yaml.safe_load((CONFIG / "paper_retrain.yaml").read_text())
+    # The same study: every other section as in paper.yaml, the same rows less their weights.
+    assert {k: v for k, v in retrain.items() if k != "benchmarks"} == {
+        k: v for k, v in paper.items() if k != "benchmarks"
+    }
+    expected = [
+        row if row["dataset"] in IMAGESETS else {k: v for k, v in row.items() if k != "weights"}
+        for row in paper["benchmarks"]
+    ]
+    beyond = [row for row in retrain["benchmarks"] if (row["dataset"], row["model"]) not in PAPER_TABLE]
+    assert [(r["dataset"], r["model"]) for r in beyond] == [("cifar10", "resnet20")]
+    assert [row for row in retrain["benchmarks"] if row not in beyond] == expected
+
+    result = snakemake("-n", "--configfile", str(CONFIG / "paper_retrain.yaml"), workdir=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    counts = job_counts(result.stdout)
+    assert PAPER_RULES <= set(counts), f"rules not planned: {PAPER_RULES - set(counts)}"
+    rows = retrain["benchmarks"]
+    assert counts["measure"] == len(rows)
+    trains = {(dataset, model): recipe for model, dataset, recipe in TRAINS.findall(result.stdout)}
+    assert trains == {(r["dataset"], r["model"]): r["recipe"] for r in rows if r["dataset"] not in IMAGESETS}
+    assert counts["train"] == len(trains)
+    assert not LOADS.findall(result.stdout)
+    assert not (tmp_path / "results").exists()
