@@ -496,6 +496,34 @@ def test_branch_refused(net_a):
         caffe.import_caffe(branch, model)
 
 
+def test_layers_without_bias_term(tmp_path):
+    """bias_term: false reads one blob per layer; the bias is zero in the graph and in the Keras export."""
+    from exactsnn.evaluate import evaluate
+
+    rng = np.random.default_rng(3)
+    w = {"conv1": [rand(rng, 4, 3, 3, 3)], "fc6": [rand(rng, 8, 64)], "fc7": [rand(rng, 3, 8)]}
+    text = PROTO_V1.replace("num_output: 4 kernel_size: 3", "num_output: 4 kernel_size: 3 bias_term: false")
+    text = text.replace("num_output: 8 }", "num_output: 8 bias_term: false }")
+    text = text.replace("num_output: 3 }", "num_output: 3 bias_term: false }")
+    model = write_model(tmp_path / "nobias.caffemodel", w, legacy=True)
+    zero = {name: np.zeros(len(a[0])) for name, a in w.items()}
+    ops = [
+        ("conv", {"w": w["conv1"][0], "b": zero["conv1"]}),
+        ("relu", {}),
+        ("pool", {"kernel": (2, 2), "stride": (2, 2), "method": "AVE"}),
+        ("ip", {"w": w["fc6"][0], "b": zero["fc6"]}),
+        ("relu", {}),
+        ("ip", {"w": w["fc7"][0], "b": zero["fc7"]}),
+    ]
+    x = rng.uniform(-1, 1, size=(3, 3, 10, 10))
+    ref = np.stack([np_forward(ops, xi) for xi in x])
+    g = caffe.import_caffe(text, model)
+    assert not np.any(g.nodes["conv1"].bias) and not np.any(g.nodes["fc7"].bias)
+    np.testing.assert_allclose(evaluate(g, np.transpose(x, (0, 2, 3, 1))), ref, rtol=0, atol=1e-12)
+    m = caffe.caffe_to_keras(text, model, dtype="float64", softmax=False)
+    np.testing.assert_allclose(keras_out(m, x), ref, rtol=0, atol=1e-12)
+
+
 def test_keras_export_softmax_layer_and_refusals(net_v1):
     from exactsnn.importers.caffe import to_keras
 

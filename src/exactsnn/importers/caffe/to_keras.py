@@ -47,8 +47,10 @@ def keras_model(graph: ir.Graph, *, softmax: str | None = None, dtype=None, name
     A ReLU node right after a Conv2D/Dense node becomes that layer's activation.  With
     ``softmax`` (the name of the Caffe softmax layer) the output goes through a softmax: the
     last Dense layer's activation, or a Softmax layer of that name after a ReLU.  ``dtype``
-    (e.g. ``"float64"``) sets every layer's dtype; weights are cast to it.  Layer names are the
-    nodes' names, with characters Keras refuses replaced by ``_`` (``conv2/pad`` → ``conv2_pad``).
+    (e.g. ``"float64"``) sets every layer's dtype; weights are cast to it.  Every Conv2D and
+    Dense layer has a bias, as its node does (zeros for a Caffe layer without ``bias_term``).
+    Layer names are the nodes' names, with characters Keras refuses replaced by ``_``
+    (``conv2/pad`` → ``conv2_pad``).
     """
     import keras
 
@@ -89,8 +91,8 @@ def caffe_to_keras(prototxt, caffemodel, *, input_shape=None, softmax: bool = Tr
 
     ``input_shape`` (Caffe's order (C, H, W)) overrides the prototxt's.  The Keras input is
     (H, W, C), in the channel order the Caffe net was trained with (BGR for Caffe's ImageNet
-    and Places models).  The layers are those of :func:`~.graph.caffe_graph` (its docstring
-    has the rules for padding and Caffe's ceil-rounded pools), see :func:`keras_model`; a final
+    and Places models).  The layers are those of :func:`~.graph.caffe_graph` (:mod:`.graph`
+    gives the rules for padding and Caffe's ceil-rounded pools), see :func:`keras_model`; a final
     Caffe Softmax is kept unless ``softmax=False``.  ``dtype`` (e.g. ``"float64"``) sets every
     layer's dtype.
     """
