@@ -27,6 +27,8 @@ CONFIG = ROOT / "config"
 PAPER_RULES = {
     "data",
     "train",
+    "phase1_network",
+    "phase1_part",
     "phase1",
     "phase2_network",
     "phase2_part",
@@ -322,6 +324,46 @@ def test_resume_after_killed_job_gives_the_same_table(tmp_path):
     check_exact(b)
     columns = [c for c in a.columns if c != "runtime_s"]  # wall-clock time is the one exception
     assert a[columns].equals(b[columns]), f"\n{a[columns]}\n{b[columns]}"
+
+
+def _phase1_arrays(workdir: Path) -> dict:
+    import numpy as np
+
+    folder = workdir / "results" / "phase1" / "digits" / "fc"
+    arrays = {}
+    for name in ("network.npz", "reference.npz"):
+        with np.load(folder / name, allow_pickle=False) as f:
+            arrays.update({f"{name}:{key}": f[key] for key in f.files})
+    return arrays
+
+
+@pytest.mark.workflow
+def test_phase1_in_parts_gives_the_unsplit_network_and_reference(tmp_path):
+    import numpy as np
+
+    run = tmp_path / "run"
+    # Chunks of 100 test samples: the 450 of digits make 5, dealt as 1, 2, 2 to three parts; the
+    # 1,347 training samples make 6 forward batches of 256, two per part.
+    phase1 = {"samples": None, "batch_size": 100}
+    whole = write_config(tmp_path / "whole.yaml", benchmarks=[digits_row(epochs=1)], phase1=phase1)
+    result = snakemake("--cores", "2", "--configfile", str(whole), "--until", "phase1", workdir=run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    unsplit = _phase1_arrays(run)
+
+    split = write_config(tmp_path / "split.yaml", benchmarks=[digits_row(epochs=1, phase1_parts=3)], phase1=phase1)
+    result = snakemake("--cores", "2", "--configfile", str(split), "--until", "phase1", workdir=run)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["phase1_part"] == 3 and "train" not in counts and "phase1_network" not in counts, counts
+    parts = [run / "results" / "phase1" / "digits" / "fc" / "parts" / f"{k}.npz" for k in range(3)]
+    from exactsnn import serialize
+
+    assert [len(serialize.load(path)["labels"]) for path in parts] == [100, 200, 150]
+    again = _phase1_arrays(run)
+    assert sorted(again) == sorted(unsplit)
+    for key, value in unsplit.items():  # bit for bit, not to a tolerance
+        assert again[key].dtype == value.dtype and np.array_equal(again[key], value), key
+        assert again[key].tobytes() == value.tobytes(), key
 
 
 # ------------------------------------------------------------------------------- image sets

@@ -1,6 +1,10 @@
-"""Measurements of a simulation run: accuracy, agreement, spikes, synaptic events, latency."""
+"""Measurements of a simulation run: accuracy, agreement, spikes, synaptic events, latency;
+and the reference they are measured against, the original network's predictions (Phase 1)."""
 
 from __future__ import annotations
+
+import logging
+import time
 
 import numpy as np
 
@@ -74,3 +78,79 @@ def per_layer(sim: Simulation, net: SpikingNetwork) -> list[dict]:
             "max_time_error": float(sim.max_time_error[i]) if sim.max_time_error.size else float("nan"),
         })
     return rows
+
+
+def original_logits(model, batch_size: int = 256):
+    """The original network's float64 logits as a function of raw inputs, its float64 form
+    built once: a Keras model's float64 copy (:func:`exactsnn.importers.keras.float64_logits_model`),
+    or for an ``onnx.ModelProto`` the float64 evaluation of its import (:mod:`exactsnn.evaluate`;
+    onnxruntime would compute in float32)."""
+    from .importers import _is_onnx_model
+
+    if _is_onnx_model(model):
+        from .evaluate import evaluate
+        from .importers.onnx import import_onnx
+
+        graph = import_onnx(model)
+        return lambda x: evaluate(graph, x, batch_size)
+    from .importers.keras import float64_logits_model
+
+    m64 = float64_logits_model(model)
+
+    def logits(x):
+        x = np.asarray(x, np.float64)
+        return np.concatenate([np.asarray(m64(x[i : i + batch_size], training=False), np.float64)
+                               for i in range(0, len(x), batch_size)])
+
+    return logits
+
+
+def reference_predictions(original, network, chunks) -> dict:
+    """Logits of the original network (a function of raw inputs, :func:`original_logits`) and
+    of the scaled one (:class:`exactsnn.preprocess.PreprocessedNetwork`) on ``chunks`` of the
+    test set, pairs (inputs, labels or None) read one at a time, so that only one chunk is in
+    memory; labels −1 where there are none, and the seconds each network took.
+    :func:`gather_reference` joins the parts of a test set."""
+    log = logging.getLogger(__name__)
+    classes = int(np.prod(network.layers[-1].output_shape))
+    out = {"original_logits": [np.zeros((0, classes))], "scaled_logits": [np.zeros((0, classes))],
+           "labels": [np.zeros(0, np.int64)]}
+    seconds = {"original": 0.0, "scaled": 0.0}
+    for x, y in chunks:
+        for key, net in (("original", original), ("scaled", network.forward)):
+            started = time.perf_counter()
+            out[f"{key}_logits"].append(net(x))
+            seconds[key] += time.perf_counter() - started
+        out["labels"].append(np.full(len(x), -1) if y is None else np.asarray(y))
+        log.info("reference predictions: %d test samples", sum(len(v) for v in out["labels"]))
+    part = {key: np.concatenate(value) for key, value in out.items()}
+    part["labels"] = part["labels"].astype(np.int64)
+    return {**part, "seconds_original": seconds["original"], "seconds_scaled": seconds["scaled"]}
+
+
+def gather_reference(parts: list[dict], has_labels: bool) -> dict:
+    """The reference of a whole test set from its parts (:func:`reference_predictions`, in
+    order): logits, predictions and labels as ``results/phase1/.../reference.npz`` holds them."""
+    joined = {key: np.concatenate([part[key] for part in parts]) for key in ("original_logits", "scaled_logits", "labels")}
+    return {
+        "original_logits": joined["original_logits"],
+        "scaled_logits": joined["scaled_logits"],
+        "original_predictions": joined["original_logits"].argmax(axis=1),
+        "scaled_predictions": joined["scaled_logits"].argmax(axis=1),
+        "labels": joined["labels"],
+        "has_labels": np.bool_(has_labels and len(joined["labels"]) > 0),
+    }
+
+
+def reference_summary(reference: dict) -> dict:
+    """Accuracy of the original and the scaled network (None without labels), their agreement
+    and the largest difference of their logits: Phase 1's check that scaling changed nothing."""
+    original, scaled = reference["original_predictions"], reference["scaled_predictions"]
+    labels = reference["labels"] if reference["has_labels"] else None
+    return {
+        "test_samples": len(original),
+        "accuracy_original": accuracy(original, labels) if labels is not None else None,
+        "accuracy_scaled": accuracy(scaled, labels) if labels is not None else None,
+        "agreement_scaled": agreement(scaled, original),
+        "max_logit_error": float(np.max(np.abs(reference["original_logits"] - reference["scaled_logits"]), initial=0.0)),
+    }

@@ -7,7 +7,8 @@ Every function here takes one plain object and returns the next (DESIGN §2, Pha
   position-dependent biases that zero padding leaves behind (a bias *map*);
 * :func:`scale_weights` — per-neuron positive factors so that Σ_j W_ij ∈ [lower, upper],
   undone on the next layer;
-* :func:`max_activations` — X_n of every hidden layer in one forward pass.
+* :func:`max_activations` — X_n of every hidden layer in one forward pass; for a sample in
+  parts, :func:`part_maxima` per part and :func:`merge_maxima` over them.
 
 The network function is unchanged by all three; :func:`preprocess` chains them.
 """
@@ -733,16 +734,77 @@ def _divide_inputs(group: AffineLayer, f: np.ndarray) -> AffineLayer:
     return replace(group, weight=group.weight * inv[None, None, :, None])
 
 
+def batch_ranges(n: int, batch_size: int, parts: int = 1, part: int = 0) -> list[tuple[int, int]]:
+    """The forward batches [start, stop) of part ``part`` of ``n`` samples cut into batches of
+    ``batch_size`` whose runs are dealt in order to ``parts`` near-equal parts (a part may get
+    none).  Every batch of a part is a batch of the unsplit pass: a product can round by the
+    batch's size, so parts cut elsewhere would not give the unsplit X_n bit for bit."""
+    if batch_size < 1 or not 0 <= part < parts:
+        raise ValueError(f"part {part} of {parts} in batches of {batch_size} does not exist")
+    count = -(-int(n) // batch_size)
+    first, stop = part * count // parts, (part + 1) * count // parts
+    return [(k * batch_size, min((k + 1) * batch_size, int(n))) for k in range(first, stop)]
+
+
+def _maxima(net: PreprocessedNetwork, batches) -> np.ndarray:
+    # ReLU outputs are ≥ 0, so zeros are the maxima of no batch at all.
+    X = np.zeros(len(net.hidden))
+    for x in batches:
+        for _, maxima in net.batches(x, max(len(x), 1), hidden="max"):
+            X = np.maximum(X, maxima)
+    return X
+
+
 def max_activations(net: PreprocessedNetwork, x_sample, batch_size: int | None = None) -> np.ndarray:
     """X_n = max over the sample and the neurons of hidden layer n's ReLU output, one pass, a
     running maximum per batch (memory independent of the sample's size; ``batch_size`` None:
     up to 256 as :meth:`PreprocessedNetwork.batch_size` allows)."""
     if len(x_sample) == 0:
         raise ValueError("the training sample for X_n is empty")
-    X = np.zeros(len(net.hidden))
-    for _, maxima in net.batches(x_sample, batch_size or net.batch_size(256), hidden="max"):
-        X = np.maximum(X, maxima)
-    return X
+    ranges = batch_ranges(len(x_sample), batch_size or net.batch_size(256))
+    return _maxima(net, (x_sample[start:stop] for start, stop in ranges))
+
+
+def part_maxima(net: PreprocessedNetwork, batches, clip_inputs: bool = False) -> np.ndarray:
+    """Per hidden layer, the largest ReLU output over ``batches`` (raw inputs, read one at a
+    time by the caller, so that a part of the X_n sample holds one batch whatever its size),
+    each checked as :func:`preprocess` checks its sample; zeros where there are no batches.
+    The X_n of the whole sample is :func:`merge_maxima` of its parts'."""
+    from .checks import check_inputs
+
+    checked = (check_inputs(x, net.input_shape, net.input_range, what="X_n sample", clip=clip_inputs)
+               for x in batches)
+    return _maxima(net, checked)
+
+
+def merge_maxima(parts, samples) -> np.ndarray:
+    """X_n from the per-part maxima of :func:`part_maxima` and the samples each part had:
+    the maximum of the maxima, which is exactly the maximum over the whole sample."""
+    parts = [np.asarray(p, np.float64) for p in parts]
+    if sum(int(n) for n in samples) == 0:
+        raise ValueError("the training sample for X_n is empty")
+    if len({p.shape for p in parts}) != 1:
+        raise ValueError(f"the parts' maxima have different shapes: {sorted({p.shape for p in parts})}")
+    return np.max(np.stack(parts), axis=0)
+
+
+def phase1_memory(net: PreprocessedNetwork, chunk: int):
+    """An upper estimate of what a Phase 1 part holds (:class:`exactsnn.simulator.memory.SimulationMemory`:
+    ``total(batch)`` bytes for forward batches of ``batch``), ``chunk`` test samples read at a
+    time for the reference predictions.  Fixed: the process (the simulator's ``RUNTIME_BYTES``),
+    the scaled network's weights twice (NumPy and TensorFlow constants, float64) and the original
+    as it is loaded and as its float64 copy (float32 + float64, counted by the scaled network's
+    weights), its bias maps, and a chunk of raw inputs with its float64 copy.  Per sample of a
+    batch: the widest layer's activations (:meth:`PreprocessedNetwork.sample_bytes`) of the
+    scaled network and, as much again, of the original's forward pass."""
+    from .simulator.memory import RUNTIME_BYTES, UNLISTED, SimulationMemory
+
+    weights = sum(int(np.prod(g.weight.shape)) for layer in net.layers for g in layer.groups)
+    biases = sum(int(np.size(layer.bias)) for layer in net.layers)
+    inputs = int(np.prod(net.input_shape))
+    items = weights * (8 + 8 + 4 + 8) + 8 * biases + 2 * 8 * inputs * int(chunk)
+    per_sample = 2 * net.sample_bytes() + 8 * inputs
+    return SimulationMemory(fixed=int(RUNTIME_BYTES + UNLISTED * items), per_sample=int(UNLISTED * per_sample))
 
 
 def preprocess(graph: ir.Graph, x_sample, *, input_range=(0.0, 1.0), lower=-10.0, upper=0.99,

@@ -162,15 +162,23 @@ def trained_model(wildcards):
     return f"results/train/{wildcards.dataset}/{wildcards.model}/model.{suffix}"
 
 
-def phase2_parts(wildcards):
-    """The Phase 2 part files of one benchmark, gathered in order."""
-    n = BENCHMARKS[wildcards.dataset][wildcards.model]["parts"]
-    return expand(
-        "results/phase2/{dataset}/{model}/parts/{part}.npz",
-        dataset=wildcards.dataset,
-        model=wildcards.model,
-        part=range(n),
-    )
+def part_files(stage, key):
+    """Input function: the part files of one benchmark's `stage` (phase1, phase2), as many as
+    the benchmark's `key` says, in order."""
+
+    def files(wildcards):
+        return expand(
+            f"results/{stage}/{{dataset}}/{{model}}/parts/{{part}}.npz",
+            dataset=wildcards.dataset,
+            model=wildcards.model,
+            part=range(BENCHMARKS[wildcards.dataset][wildcards.model][key]),
+        )
+
+    return files
+
+
+phase1_parts = part_files("phase1", "phase1_parts")
+phase2_parts = part_files("phase2", "parts")
 
 
 def limit_local_memory(share=0.9):
@@ -191,13 +199,17 @@ def limit_local_memory(share=0.9):
 limit_local_memory()
 
 
-def phase2_part_mem_mb(wildcards, input):
-    """Memory (MB) a Phase 2 part needs at the batch size its budget allows, from the estimate
-    phase2_network wrote (memory.json); the budget itself while that file does not exist yet."""
+def estimated_mem_mb(wildcards, input):
+    """Memory (MB) a part needs, from the estimate its stage's network job wrote (memory.json:
+    phase1_network's mem_mb, or phase2_network's per neuron model, at the batch size the budget
+    allows); while that file does not exist yet (a dry run), the Phase 2 part budget
+    (phase2.memory_mb) stands in."""
     path = Path(input.memory)
     if not path.exists():
         return config["phase2"]["memory_mb"]
-    return max(int(estimate["mem_mb"]) for estimate in json.loads(path.read_text()).values())
+    memory = json.loads(path.read_text())
+    estimates = [memory] if "mem_mb" in memory else memory.values()
+    return max(int(estimate["mem_mb"]) for estimate in estimates)
 
 
 def robustness_values(knob):

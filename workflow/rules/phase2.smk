@@ -36,7 +36,7 @@ rule phase2_part:
         batch_size=lookup(dpath="phase2/batch_size", within=config),
         relu_reference=lookup(dpath="phase2/relu_reference", within=config),
     resources:
-        mem_mb=phase2_part_mem_mb,
+        mem_mb=estimated_mem_mb,
     log:
         "logs/phase2/{dataset}/{model}/part{part}.log",
     conda:

@@ -143,13 +143,16 @@ class ArrayData:
         stop = min(stop, self.n_test)
         return self.dataset.x_test[start:stop], self.dataset.y_test[start:stop]
 
-    def sample(self, count=None, seed=0):
-        """Training inputs for X_n: a seeded draw of `count` (None = all), in file order."""
-        n = len(self.dataset.x_train)
-        if count is None or count >= n:
-            return self.dataset.x_train
-        index = np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+    def sample(self, count=None, seed=0, start=0, stop=None):
+        """Training inputs for X_n: a seeded draw of `count` (None = all), in file order;
+        only its samples [start, stop) (a batch of a Phase 1 part)."""
+        index = sample_index(len(self.dataset.x_train), count, seed)[start:stop]
         return self.dataset.x_train[index]
+
+    def sample_size(self, count=None):
+        """How many inputs the X_n sample has (all, or a draw of `count`)."""
+        n = len(self.dataset.x_train)
+        return n if count is None else min(count, n)
 
 
 class ImageData:
@@ -190,9 +193,20 @@ class ImageData:
         labels = self.labels[start : start + len(images)] if self.has_labels else None
         return self._preprocess(images), labels
 
-    def sample(self, count=None, seed=0):
-        images = self.imagesets.read_shards(self.root / self.info["sample_dir"])
-        if count is not None and count < len(images):
-            index = np.sort(np.random.default_rng(seed).choice(len(images), count, replace=False))
-            images = images[index]
-        return self._preprocess(images)
+    def sample(self, count=None, seed=0, start=0, stop=None):
+        """As ArrayData.sample; only the shards holding samples [start, stop) are read."""
+        index = sample_index(self.sample_size(), count, seed)[start:stop]
+        images = self.imagesets.read_shards(self.root / self.info["sample_dir"], index[0], index[-1] + 1)
+        return self._preprocess(images[index - index[0]])
+
+    def sample_size(self, count=None):
+        """How many images the X_n sample has (the stored ones, or a draw of `count`)."""
+        stored = int(self.imagesets.shard_manifest(self.root / self.info["sample_dir"])["count"])
+        return stored if count is None else min(count, stored)
+
+
+def sample_index(n, count=None, seed=0):
+    """The X_n sample's indices among n training inputs: a seeded draw of `count` (None = all), sorted."""
+    if count is None or count >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
