@@ -3,7 +3,8 @@
 #   docker run --rm -v "$PWD/results:/work/results" exactsnn              # default workflow
 #   docker run --rm -v "$PWD/results:/work/results" -v /data:/work/data exactsnn \
 #       snakemake --cores all --configfile config/paper.yaml
-FROM python:3.11-slim
+# Python 3.11.7, the interpreter envs/constraints.txt was resolved and CI runs on.
+FROM python:3.11.7-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -11,6 +12,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /work
 COPY . /work
-RUN pip install ".[workflow]"
+RUN pip install -c envs/constraints.txt ".[workflow]"
 
 CMD ["snakemake", "--cores", "all"]
