@@ -152,6 +152,7 @@ _TF24_NAMES = {
     "Dense": "dense",
     "BatchNormalization": "batch_normalization",
     "ReLU": "activation",  # the original used Activation('relu') layers
+    "Activation": "activation",
     "Dropout": "dropout",
     "MaxPooling2D": "max_pooling2d",
     "Flatten": "flatten",
@@ -183,10 +184,14 @@ def write_original_h5(path, model, *, offset=0, full_model=False, attributes=Tru
             name = stem if n == 0 else f"{stem}_{n}"
             inbound = [[[names[-1], 0, 0, {}]]] if names else []
             names.append(name)
+            config = {"name": name, "trainable": True, "dtype": "float32"}
+            if hasattr(layer, "activation"):
+                config["activation"] = layer.activation.__name__
+            elif stem == "activation":  # a ReLU layer, written as the original's Activation('relu')
+                config["activation"] = "relu"
             config_layers.append(
                 {"class_name": "Activation" if stem == "activation" else type(layer).__name__,
-                 "config": {"name": name, "trainable": True, "dtype": "float32"},
-                 "name": name, "inbound_nodes": inbound}
+                 "config": config, "name": name, "inbound_nodes": inbound}
             )
             group = root.create_group(name)
             weight_names = []
@@ -530,3 +535,86 @@ def test_chunked_layer_names_are_read_whole(tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3)])
     load_weights(model, path)
     _assert_loaded(model, [(n, [a.astype(np.float32) for a in arrays]) for n, arrays in written])
+
+
+def _lenet_relu_before_bn(digits):
+    """digits_lenet's layers and shapes with each ReLU moved before its batch normalisation."""
+    L = keras.layers
+    return keras.Sequential([
+        keras.Input(digits.input_shape),
+        L.Conv2D(6, 3, padding="same"), L.ReLU(), L.BatchNormalization(), L.MaxPooling2D(2),
+        L.Conv2D(16, 3, padding="valid"), L.ReLU(), L.BatchNormalization(), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(32), L.ReLU(), L.BatchNormalization(), L.Dense(10, activation="softmax"),
+    ])
+
+
+def test_whole_model_file_of_another_chain_is_refused(tmp_path, digits):
+    other = _lenet_relu_before_bn(digits)
+    target = build("digits_lenet", digits.input_shape, 10, seed=1)
+    assert [tuple(v.shape) for v in other.weights] == [tuple(v.shape) for v in target.weights]
+    before = [w.copy() for w in target.get_weights()]
+    path = tmp_path / "other.h5"
+    write_original_h5(path, other, full_model=True)
+    with pytest.raises(WeightsMismatchError) as info:
+        load_weights(target, path)
+    message = str(info.value)
+    assert str(path) in message and "'digits_lenet'" in message
+    assert "at step 2 its model_config has ReLU (layer 'activation')" in message, message
+    assert "where the model has BatchNormalization" in message, message
+    for a, b in zip(before, target.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    # Weights alone cannot tell the two apart: the same arrays without model_config load.
+    write_original_h5(path, other)
+    load_weights(target, path)
+
+
+def _original_network(name, width):
+    """The original project's MNIST networks (its utils.py), at ``width`` of their units.
+
+    create_fc_model_ReLU: 784 inputs, Dropout, Dense(600), Activation('relu'),
+    ActivityRegularization, Dropout, Dense(10), Activation('softmax').
+    create_lenet_model_ReLU: Conv2D 6@5x5 same, 16@5x5 valid, 120@5x5 valid, each followed by
+    BatchNormalization, Activation('relu'), Dropout (and MaxPool2D after the first two); Flatten,
+    Dense(84), BatchNormalization, Activation('relu'), Dense(10), softmax.
+    create_vgg_model_ReLU for MNIST: 3x3 same convolutions 64, 64, 128, 128, pool, 256 x3, pool,
+    512 x3, pool, 512 x3, pool, each Conv2D, Activation('relu'), BatchNormalization, Dropout;
+    Flatten; Dense 512 twice, each with Activation('relu'), BatchNormalization, Dropout; Dense(10).
+    """
+    L = keras.layers
+    n = lambda units: max(1, round(units * width))  # noqa: E731
+    relu = lambda: L.Activation("relu")  # noqa: E731
+    if name == "fc":
+        layers = [keras.Input((784,)), L.Dropout(0.08), L.Dense(n(600)), relu(),
+                  L.ActivityRegularization(0.0), L.Dropout(0.08), L.Dense(10)]
+    elif name == "lenet":
+        layers = [keras.Input((28, 28, 1))]
+        for filters, padding, pool in ((6, "same", True), (16, "valid", True), (120, "valid", False)):
+            layers += [L.Conv2D(n(filters), 5, padding=padding), L.BatchNormalization(), relu(), L.Dropout(0.08)]
+            layers += [L.MaxPool2D()] if pool else []
+        layers += [L.Flatten(), L.Dense(n(84)), L.BatchNormalization(), relu(), L.Dense(10)]
+    else:
+        layers = [keras.Input((28, 28, 1))]
+        for item in [64, 64, 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512, "pool"]:
+            if item == "pool":
+                layers.append(L.MaxPool2D())
+            else:
+                layers += [L.Conv2D(n(item), 3, padding="same"), relu(), L.BatchNormalization(), L.Dropout(0.08)]
+        layers.append(L.Flatten())
+        for _ in range(2):
+            layers += [L.Dense(n(512)), relu(), L.BatchNormalization(), L.Dropout(0.08)]
+        layers.append(L.Dense(10))
+    return keras.Sequential(layers + [L.Activation("softmax")])
+
+
+@pytest.mark.parametrize("original, ours", [("fc", "fc"), ("fc", "fc_l1"), ("lenet", "lenet"), ("vgg", "vgg16_mnist")])
+def test_original_mnist_networks_load_into_ours(tmp_path, original, ours):
+    """The authors' models/ files (whole models, TF 2.4) fit our architectures, chain and shapes."""
+    source = _original_network(original, 1 / 16)
+    rng = np.random.default_rng(0)
+    for var in source.weights:
+        var.assign(rng.uniform(0.5, 1.5, size=var.shape).astype(np.float32))  # variances stay positive
+    path = tmp_path / f"mnist_{original}_relu_original.h5"
+    write_original_h5(path, source, offset=2, full_model=True)
+    model = build(ours, (28, 28, 1), 10, width=1 / 16)
+    load_weights(model, path)
+    _assert_loaded(model, [(layer.name, [v.numpy() for v in layer.weights]) for layer in training._weighted_layers(source)])

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import zipfile
@@ -368,6 +369,80 @@ def _read_weight_file(path: Path) -> list[_StoredLayer]:
         return _read_legacy_h5(f["model_weights"] if "model_weights" in f else f, path)
 
 
+_POOLS = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D"}
+
+
+def _steps(class_name: str, activation) -> list[str]:
+    """What a layer adds to the chain that its weights' meaning depends on.
+
+    Weights fit by shape whether a batch normalisation sits before or after its ReLU, or a
+    pooling before or after a convolution, but they compute something else; these steps
+    (weighted layers, ReLUs, batch normalisations, poolings) tell the two apart.  Dropout,
+    activity regularisation, flattening and a final softmax change nothing at inference.
+    """
+    class_name = _POOLS.get(class_name, class_name)
+    if class_name in ("Conv2D", "Dense"):
+        return [class_name] + (["ReLU"] if activation == "relu" else [])
+    if class_name == "ReLU" or (class_name == "Activation" and activation == "relu"):
+        return ["ReLU"]
+    if class_name in ("BatchNormalization", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D"):
+        return [class_name]
+    return []
+
+
+def _file_chain(path: Path) -> list[tuple[str, str]] | None:
+    """(step, layer name) of a whole-model Keras 2 file, from its ``model_config``; None without one."""
+    if zipfile.is_zipfile(path):
+        return None
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+    if raw is None:
+        return None
+    try:
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))["config"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise WeightsMismatchError(f"{path}: its model_config attribute is not a Keras model description ({err})") from err
+    layers = config if isinstance(config, list) else config.get("layers", [])  # Keras 2.0's Sequential: a list
+    chain = []
+    for layer in layers:
+        if layer.get("class_name") in ("Sequential", "Functional", "Model"):
+            return None  # a nested model: its order is not one list; the weights' shapes still decide
+        cfg = layer.get("config", {})
+        chain += [(step, cfg.get("name", "?")) for step in _steps(layer.get("class_name", ""), cfg.get("activation"))]
+    return chain
+
+
+def _model_chain(model: keras.Model) -> list[tuple[str, str]]:
+    chain = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            chain += _model_chain(layer)
+            continue
+        activation = getattr(layer, "activation", None)
+        activation = getattr(activation, "__name__", activation)
+        chain += [(step, layer.name) for step in _steps(type(layer).__name__, activation)]
+    return chain
+
+
+def _check_chain(path: Path, model: keras.Model) -> None:
+    """A whole-model file must chain its layers as ``model`` does (see :func:`_steps`)."""
+    theirs = _file_chain(path)
+    if theirs is None:
+        return
+    ours = _model_chain(model)
+    for i in range(max(len(theirs), len(ours))):
+        a = theirs[i] if i < len(theirs) else None
+        b = ours[i] if i < len(ours) else None
+        if a is None or b is None or a[0] != b[0]:
+            file_side = f"{a[0]} (layer {a[1]!r})" if a else "nothing more"
+            model_side = f"{b[0]} (layer {b[1]!r})" if b else "nothing more"
+            raise WeightsMismatchError(
+                f"{path}: the network in the file is not the architecture {model.name!r}: at step "
+                f"{i + 1} its model_config has {file_side} where the model has {model_side} "
+                "(order of ReLU, BatchNormalization and pooling around the weighted layers)"
+            )
+
+
 def _names(names, limit: int = 4) -> str:
     """A short list of layer names for an error message."""
     names = list(names)
@@ -387,7 +462,10 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
     the file goes into the i-th Conv2D of the model, likewise for Dense and
     BatchNormalization (kinds are told apart by the arrays' shapes, see :func:`_kind`).
     Layers without weights (activations, pooling, dropout, activity regularisation) take no
-    part, so a file from a model with extra or fewer such layers still fits.  Every array's
+    part, so a file from a model with extra or fewer such layers still fits; but a whole-model
+    file's ``model_config`` must place its ReLUs, batch normalisations and poolings among the
+    weighted layers as the model does (:func:`_steps`), for the same weights placed otherwise
+    compute another function.  Every array's
     shape is checked before anything is assigned: a different number of layers of a kind,
     or any shape difference, raises :class:`WeightsMismatchError` naming the layers and both
     shapes, and leaves the model unchanged.  Returns the model.
@@ -398,6 +476,7 @@ def load_weights(model: keras.Model, path: str | os.PathLike) -> keras.Model:
     stored: dict[str, list[_StoredLayer]] = {}
     for s in _read_weight_file(path):
         stored.setdefault(s.kind, []).append(s)
+    _check_chain(path, model)
     ours: dict[str, list[keras.Layer]] = {}
     for layer in _weighted_layers(model):
         ours.setdefault(_kind([tuple(v.shape) for v in layer.weights]), []).append(layer)
