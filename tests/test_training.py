@@ -579,6 +579,8 @@ def _original_network(name, width):
     create_vgg_model_ReLU for MNIST: 3x3 same convolutions 64, 64, 128, 128, pool, 256 x3, pool,
     512 x3, pool, 512 x3, pool, each Conv2D, Activation('relu'), BatchNormalization, Dropout;
     Flatten; Dense 512 twice, each with Activation('relu'), BatchNormalization, Dropout; Dense(10).
+    For CIFAR (``cifar_vgg``, the network its Phase 1 loads the CIFAR weights into) the plan
+    starts 64, 64, pool, 128, 128, pool, and there is one Dense 512.
     """
     L = keras.layers
     n = lambda units: max(1, round(units * width))  # noqa: E731
@@ -592,22 +594,27 @@ def _original_network(name, width):
             layers += [L.Conv2D(n(filters), 5, padding=padding), L.BatchNormalization(), relu(), L.Dropout(0.08)]
             layers += [L.MaxPool2D()] if pool else []
         layers += [L.Flatten(), L.Dense(n(84)), L.BatchNormalization(), relu(), L.Dense(10)]
-    else:
-        layers = [keras.Input((28, 28, 1))]
-        for item in [64, 64, 128, 128, "pool", 256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512, "pool"]:
+    else:  # the CIFAR VGG: 64, 64, pool, 128, 128, pool, then as for MNIST; one Dense 512
+        cifar = name == "cifar_vgg"
+        layers = [keras.Input((32, 32, 3) if cifar else (28, 28, 1))]
+        head = [64, 64, "pool", 128, 128, "pool"] if cifar else [64, 64, 128, 128, "pool"]
+        for item in head + [256, 256, 256, "pool", 512, 512, 512, "pool", 512, 512, 512, "pool"]:
             if item == "pool":
                 layers.append(L.MaxPool2D())
             else:
-                layers += [L.Conv2D(n(item), 3, padding="same"), relu(), L.BatchNormalization(), L.Dropout(0.08)]
+                layers += [L.Conv2D(n(item), 3, padding="same"), relu(), L.BatchNormalization(), L.Dropout(0.0)]
         layers.append(L.Flatten())
-        for _ in range(2):
-            layers += [L.Dense(n(512)), relu(), L.BatchNormalization(), L.Dropout(0.08)]
+        for _ in range(1 if cifar else 2):
+            layers += [L.Dense(n(512)), relu(), L.BatchNormalization(), L.Dropout(0.0)]
         layers.append(L.Dense(10))
     return keras.Sequential(layers + [L.Activation("softmax")])
 
 
-@pytest.mark.parametrize("original, ours", [("fc", "fc"), ("fc", "fc_l1"), ("lenet", "lenet"), ("vgg", "vgg16_mnist")])
-def test_original_mnist_networks_load_into_ours(tmp_path, original, ours):
+@pytest.mark.parametrize(
+    "original, ours",
+    [("fc", "fc"), ("fc", "fc_l1"), ("lenet", "lenet"), ("vgg", "vgg16_mnist"), ("cifar_vgg", "vgg15_cifar")],
+)
+def test_original_networks_load_into_ours(tmp_path, original, ours):
     """The authors' models/ files (whole models, TF 2.4) fit our architectures, chain and shapes."""
     source = _original_network(original, 1 / 16)
     rng = np.random.default_rng(0)
@@ -615,6 +622,6 @@ def test_original_mnist_networks_load_into_ours(tmp_path, original, ours):
         var.assign(rng.uniform(0.5, 1.5, size=var.shape).astype(np.float32))  # variances stay positive
     path = tmp_path / f"mnist_{original}_relu_original.h5"
     write_original_h5(path, source, offset=2, full_model=True)
-    model = build(ours, (28, 28, 1), 10, width=1 / 16)
+    model = build(ours, (32, 32, 3) if original == "cifar_vgg" else (28, 28, 1), 10, width=1 / 16)
     load_weights(model, path)
     _assert_loaded(model, [(layer.name, [v.numpy() for v in layer.weights]) for layer in training._weighted_layers(source)])
