@@ -1,8 +1,9 @@
 """Run by tests/test_scale.py in a fresh process: one method on saved inputs, then its peak
 memory (VmHWM, the whole process) as JSON on the last line of stdout.
 
-    python scale_worker.py keras|snn WORKDIR BATCH      (one batch of BATCH images)
-    python scale_worker.py phase1 WORKDIR N             (X_n of N images, in batches of 2)
+    python scale_worker.py keras|snn WORKDIR BATCH        (one batch of BATCH images)
+    python scale_worker.py phase1 WORKDIR N PARTS PART    (part PART of PARTS of Phase 1 with an
+                                                          X_n sample of N images, batches of 2)
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ def peak_kib() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
 
 
+def phase1_part(workdir: Path, n: int, parts: int, part: int, x) -> dict:
+    """What rule phase1_part does: its batches of the first n images of x_train.npy, each read
+    from the file when it is run, then the reference predictions of ``x`` in one chunk."""
+    import keras
+
+    from exactsnn import serialize
+    from exactsnn.measure import original_logits, reference_predictions
+    from exactsnn.preprocess import batch_ranges, part_maxima, phase1_memory
+
+    net = serialize.load(workdir / "scaled.npz")
+    ranges = batch_ranges(n, 2, parts, part)
+    read = (np.array(np.load(workdir / "x_train.npy", mmap_mode="r")[a:b]) for a, b in ranges)
+    maxima = part_maxima(net, read)
+    original = original_logits(keras.models.load_model(workdir / "model.keras", compile=False), 2)
+    reference = reference_predictions(original, net, [(x, None)])
+    return {"maxima": maxima.tolist(), "samples": sum(b - a for a, b in ranges),
+            "predictions": reference["original_logits"].argmax(1).tolist(),
+            "estimate_kib": phase1_memory(net, len(x)).total(2) // 1024}
+
+
 def main() -> None:
     method, workdir, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     from exactsnn.ops import import_tensorflow
@@ -26,15 +47,7 @@ def main() -> None:
     tf = import_tensorflow()
     x = np.load(workdir / "x.npy")
     if method == "phase1":
-        import keras
-
-        from exactsnn.importers import import_model
-        from exactsnn.preprocess import fold_network, max_activations, scale_weights
-
-        graph = import_model(keras.models.load_model(workdir / "model.keras"))
-        net = scale_weights(fold_network(graph, (0.0, 255.0)), -10.0, 0.99)
-        x_sample = np.load(workdir / "x_train.npy")[:batch]
-        out = {"X": max_activations(net, x_sample, batch_size=2).tolist()}
+        out = phase1_part(workdir, batch, int(sys.argv[4]), int(sys.argv[5]), x)
     elif method == "keras":
         import keras
 
