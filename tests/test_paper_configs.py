@@ -1,7 +1,9 @@
 """config/paper.yaml (the published networks) and config/paper_retrain.yaml (trained here), planned.
 
 A dry run checks that every input file exists but never opens one, so the published weights
-are stood in for by empty files at the configured paths in the run's working directory.
+are stood in for by empty files at the configured paths in the run's working directory.  The
+layouts of the files themselves are tested in tests/test_training.py; here the PASS row's job
+also runs once on a file in the layout of Keras' ImageNet VGG16 weights.
 """
 
 from __future__ import annotations
@@ -9,9 +11,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
+import pytest
 import yaml
 
-from test_workflow import CONFIG, PAPER_RULES, job_counts, snakemake
+from test_training import write_keras_vgg16_h5
+from test_workflow import CONFIG, PAPER_RULES, job_counts, snakemake, write_config
 
 IMAGESETS = {"places365", "pass"}
 
@@ -109,3 +114,33 @@ def test_retrain_config_is_paper_config_trained(tmp_path):
     assert counts["train"] == len(trains)
     assert not LOADS.findall(result.stdout)
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.workflow
+def test_pass_row_converts_keras_vgg16_file(tmp_path):
+    """The pass_model job builds VGG16 from a file in the layout of Keras' ImageNet weights.
+
+    Full channel counts (so the file fits keras.applications.VGG16 itself), 32x32 inputs to keep
+    fc1 small; the saved model must hold the file's arrays exactly.
+    """
+    import keras
+
+    from exactsnn import training
+
+    weights = tmp_path / "models" / "PASS" / "VGG" / "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
+    weights.parent.mkdir(parents=True)
+    written = write_keras_vgg16_h5(weights, width=1.0, size=32, classes=1000)
+    config = write_config(
+        tmp_path / "pass.yaml",
+        benchmarks=[{"dataset": "pass", "model": "vgg16", "weights": str(weights)}],
+        datasets={"pass": {"root": str(tmp_path / "no-images"), "size": 32}},
+    )
+    target = "results/train/pass/vgg16/model.keras"
+    result = snakemake(target, "--cores", "1", "--configfile", str(config), workdir=tmp_path / "run")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    model = keras.models.load_model(tmp_path / "run" / target, compile=False)
+    layers = training._weighted_layers(model)
+    assert [layer.name for layer in layers] == [name for name, _ in written]
+    for layer, (name, arrays) in zip(layers, written):
+        for var, array in zip(layer.weights, arrays):
+            np.testing.assert_array_equal(var.numpy(), array, err_msg=name)
