@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import yaml
 
-from test_training import write_keras_vgg16_h5
-from test_workflow import CONFIG, PAPER_RULES, job_counts, snakemake, write_config
+from test_training import write_keras_vgg16_h5, write_original_h5
+from test_workflow import CONFIG, PAPER_RULES, digits_row, job_counts, snakemake, write_config
 
 IMAGESETS = {"places365", "pass"}
 
@@ -144,3 +144,32 @@ def test_pass_row_converts_keras_vgg16_file(tmp_path):
     for layer, (name, arrays) in zip(layers, written):
         for var, array in zip(layer.weights, arrays):
             np.testing.assert_array_equal(var.numpy(), array, err_msg=name)
+
+
+@pytest.mark.workflow
+def test_train_job_loads_a_whole_model_file_instead_of_training(tmp_path):
+    """A row with weights: the train job puts the file's arrays into the architecture, trains nothing."""
+    import json
+
+    import keras
+
+    from exactsnn.architectures import build
+
+    source = build("digits_lenet", (8, 8, 1), 10, seed=3)
+    rng = np.random.default_rng(3)
+    for var in source.weights:
+        var.assign(rng.uniform(0.5, 1.5, size=var.shape).astype(np.float32))
+    weights = tmp_path / "models" / "digits_lenet_relu_original.h5"
+    weights.parent.mkdir(parents=True)
+    write_original_h5(weights, source, offset=4, full_model=True)
+    row = digits_row(model="lenet", architecture="digits_lenet", weights=str(weights))
+    config = write_config(tmp_path / "w.yaml", benchmarks=[row])
+    target = "results/train/digits/lenet/model.keras"
+    result = snakemake(target, "--cores", "1", "--configfile", str(config), workdir=tmp_path / "run")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"lenet on digits: loading {weights}, not training" in result.stdout + result.stderr
+    model = keras.models.load_model(tmp_path / "run" / target, compile=False)
+    for a, b in zip(source.weights, model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    history = json.loads((tmp_path / "run" / "results/train/digits/lenet/history.json").read_text())
+    assert history["weights"] == str(weights) and history["history"] == {}
