@@ -170,7 +170,7 @@ def test_default_workflow_through_slurm_executor(slurm_cluster, tmp_path):
         "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", "2",
         "--default-resources", "mem_mb=500", "runtime=30", "cpus_per_task=1",
-        "--set-threads", "train=1", "phase1=1", "phase2_part=1", "robustness_point=1",
+        "--set-threads", "train=1", "phase1_part=1", "phase2_part=1", "robustness_point=1",
         "--set-resources", "data:runtime=30",
         "--retries", "0",
         "--latency-wait", "5",
