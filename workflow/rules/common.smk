@@ -183,7 +183,7 @@ phase2_parts = part_files("phase2", "parts")
 
 def limit_local_memory(share=0.9):
     """On one machine, let the jobs running at once ask for at most ``share`` of its memory
-    together (their mem_mb: the Phase 2 parts' estimates), unless --resources sets mem_mb; a
+    together (their mem_mb: the Phase 1 and Phase 2 parts' estimates), unless --resources sets mem_mb; a
     cluster's scheduler places jobs by their memory itself."""
     if not workflow.local_exec or workflow.remote_exec:
         return
@@ -285,4 +285,9 @@ def final_outputs():
         outputs += ["results/robustness.csv", "results/robustness.html"]
         outputs += robustness_plots()
     outputs += figure_files()
-    return outputs
+    return outputs + [embedded_figure_file(path) for path in outputs if path.endswith(".png")]
+
+
+def embedded_figure_file(png):
+    """The front page's copy of a figure (rule embedded_figure); report/workflow.rst spells it too."""
+    return "results/report/embedded/" + png.removeprefix("results/").removesuffix(".png") + ".html"
