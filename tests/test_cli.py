@@ -73,3 +73,20 @@ def test_export_writes_hdf5_that_loads_back(files, capsys):
     import exactsnn
 
     assert np.array_equal(exactsnn.simulate(net, x).logits, exactsnn.simulate(exactsnn.load(tmp / "snn2.npz"), x).logits)
+
+
+def test_every_option_has_a_help_line_and_the_help_is_plain_text():
+    import argparse
+
+    from exactsnn.cli import build_parser
+
+    parser = build_parser()
+    texts = [parser.format_help()]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                texts.append(sub.format_help())
+                for option in sub._actions:
+                    assert option.help, f"exactsnn {name}: {option.option_strings or option.dest} has no help"
+    for text in texts:
+        assert "``" not in text and ":func:" not in text and ":class:" not in text, text

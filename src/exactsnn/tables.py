@@ -10,8 +10,10 @@ beside ours for the rows whose config gives them (``published:``); none are assu
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+from pathlib import Path
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -22,6 +24,7 @@ __all__ = [
     "results_html",
     "robustness_summary",
     "robustness_html",
+    "embedded_image",
 ]
 
 RESULT_COLUMNS = {
@@ -251,3 +254,15 @@ def robustness_html(rows) -> str:
     parts.append("<p>Highlighted: agreement below 100 % in at least one trial, deviating spikes in at least one "
                  "trial. Each trial has its own seed; ζ is deterministic (one trial).</p>")
     return _document(parts)
+
+
+def embedded_image(png: str | Path, alt: str = "") -> str:
+    """An ``<img>`` element that carries the PNG file itself (a base64 data URI).
+
+    The report's front page pastes it in with ``raw:: html :file:``: an image that refers to its
+    file by path would not show in the self-contained report, and the data URI is far longer
+    than docutils accepts on a line of the page's own source.
+    """
+    data = base64.b64encode(Path(png).read_bytes()).decode("ascii")
+    return (f'<img alt="{html.escape(alt or Path(png).name)}" style="max-width: 100%; width: 720px" '
+            f'src="data:image/png;base64,{data}">\n')

@@ -290,4 +290,5 @@ def final_outputs():
 
 def embedded_figure_file(png):
     """The front page's copy of a figure (rule embedded_figure); report/workflow.rst spells it too."""
-    return "results/report/embedded/" + png.removeprefix("results/").removesuffix(".png") + ".html"
+    figure = png.removeprefix("results/").removesuffix(".png")
+    return f"results/report/embedded/{figure}.html"

@@ -3,6 +3,7 @@
 
 localrules:
     table,
+    embedded_figure,
 
 
 rule table:
@@ -30,3 +31,20 @@ rule table:
         "Writing the results table"
     script:
         "../scripts/table.py"
+
+
+# The report's front page shows every figure; it pastes each in from this file (see
+# report/workflow.rst), since an image referred to by its path does not show there.
+rule embedded_figure:
+    input:
+        "results/{figure}.png",
+    output:
+        "results/report/embedded/{figure}.html",
+    log:
+        "logs/report/embedded/{figure}.log",
+    conda:
+        "../../envs/exactsnn.yaml"
+    message:
+        "Embedding results/{wildcards.figure}.png for the report's front page"
+    script:
+        "../scripts/embedded_figure.py"
