@@ -144,12 +144,32 @@ def test_front_page_embeds_both_tables(tmp_path, monkeypatch):
     (tmp_path / "results").mkdir()
     Path("results/table.html").write_text(results_html(_table(_row(), _row(model="vgg", agreement=0.99))))
     Path("results/robustness.html").write_text(robustness_html(_sweep()))
-    files = [SimpleNamespace(target=Path(p).name, path=Path(p))
-             for p in ("results/figures/digits/vgg/raster.png", "results/table.html", "results/robustness.html")]
+    from exactsnn.tables import embedded_image
+
+    figures = {"results/figures/digits/vgg/raster.png": "Figures", "results/robustness/digits/lenet/zeta.png": "Robustness"}
+    for png in figures:
+        Path(png).parent.mkdir(parents=True)
+        Path(png).write_bytes(b"\x89PNG" + png.encode())
+        embedded = Path("results/report/embedded") / Path(png).relative_to("results").with_suffix(".html")
+        embedded.parent.mkdir(parents=True, exist_ok=True)
+        embedded.write_text(embedded_image(png))  # what rule embedded_figure writes
+
+    def record(path, category=None):
+        kinds = {".png": "image/png", ".html": "text/html"}
+        return SimpleNamespace(target=Path(path).name, path=Path(path), category=SimpleNamespace(name=category),
+                               mime=kinds[Path(path).suffix], caption=f"<p>What to look for in {path}</p>",
+                               raw_wildcards=SimpleNamespace(dataset="digits", model=path.split("/")[-2]))
+
+    files = [record(p, c) for p, c in figures.items()]
+    files += [record("results/table.html", "Results table"), record("results/robustness.html", "Robustness")]
     body = _render(REPORT / "workflow.rst", snakemake=_snakemake(), categories={}, files=files)
     assert body.count('<div class="exactsnn-table">') == 2
     assert '<td class="off">99.00</td>' in body and "98.89–99.11" in body
     assert "ζ = 0.5" in body
+    # every figure, inside the page, with its caption: the robustness plot after its table
+    assert body.count("data:image/png;base64,") == 2 and body.count('class="exactsnn-caption"') == 2
+    assert body.index("Robustness</h") < body.index("zeta.png") < body.index("Figures</h") < body.index("raster.png")
+    assert "What to look for in results/figures/digits/vgg/raster.png" in body
 
 
 def test_front_page_without_tables_still_renders(tmp_path, monkeypatch):
@@ -166,3 +186,17 @@ def test_every_caption_renders_and_says_what_to_look_for(caption):
                           "table.rst", "robustness.rst"}
     if caption in figures_and_tables:
         assert "What to look for" in body
+
+
+def test_embedded_image_carries_the_png_itself(tmp_path):
+    import base64
+    import re
+
+    from exactsnn.tables import embedded_image
+
+    png = tmp_path / "a<b.png"
+    data = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 3
+    png.write_bytes(data)
+    element = embedded_image(png)
+    assert base64.b64decode(re.search(r'src="data:image/png;base64,([^"]+)"', element)[1]) == data
+    assert 'alt="a&lt;b.png"' in element and "\n" not in element.rstrip("\n")
