@@ -1,7 +1,7 @@
 """A brute-force reference simulator of the α-model (DESIGN §2), for the tests only.
 
 It shares no code with the library's engines: plain NumPy, reading the network's parameters
-from its data objects (SpikingNetwork, SpikingLayer, AffineLayer, Pool) and nothing else.
+from its data objects (SpikingNetwork, SpikingLayer, the synapse groups, Pool) and nothing else.
 It follows the model literally, without closed forms, certificates or horizons:
 
 * Inputs x spike at t = 1 − (x − p)/(q − p) (x is not clipped, so x > q spikes before 0).
@@ -132,7 +132,7 @@ def group_fields(group, source_times, delay: float, pad_time: float):
     """
     t = np.asarray(source_times, np.float64) + delay
     N = len(t)
-    if group.kind == "dense":
+    if group.weight.ndim == 2:  # dense: a matrix on the flattened source
         return t.reshape(N, 1, -1), group.weight
     kh, kw, cin, cout = group.weight.shape
     top, bottom, left, right = group.pads

@@ -8,7 +8,7 @@ import pytest
 import exactsnn
 from exactsnn import crosscheck as cc
 from exactsnn.ops import conv_output_size
-from exactsnn.preprocess import AffineLayer, Pool
+from exactsnn.synapses import ConvSynapses, Pool
 
 import random_networks as rn
 
@@ -110,7 +110,7 @@ def test_explicit_synapses_reproduce_the_convolution(seed):
     wo = conv_output_size(used[1] + pads[2] + pads[3], k, s, d)
     if ho < 1 or wo < 1:
         pytest.skip("kernel larger than the padded input")
-    layer = AffineLayer("c", "conv", w, np.zeros((ho, wo, cout)), (h, h, cin), strides=(s, s), dilation=(d, d), pads=pads, used=used)
+    layer = ConvSynapses("c", w, np.zeros((ho, wo, cout)), (h, h, cin), strides=(s, s), dilation=(d, d), pads=pads, used=used)
     x = rng.normal(size=(3, h, h, cin))
     pad_value = 0.7
     conn = cc.connections(layer, w)

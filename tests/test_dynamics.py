@@ -229,11 +229,11 @@ def _hand_network(theta=None):
     W = (2, −1.5), b = 0: S = 0.5, J = (4, −3); X = 1, ζ = 0.5: t_start = 0, t_min = 1,
     t_max = 2.5, ϑ = 2.5 + 1.5 · 1 − 0 = 4.  Read-out W = 1, b = 0: α = 0.
     """
-    from exactsnn.preprocess import AffineLayer, PreprocessedNetwork
+    from exactsnn.preprocess import DenseSynapses, PreprocessedNetwork
     from exactsnn.spiking import spiking_network
 
-    hidden = AffineLayer("h", "dense", np.array([[2.0], [-1.5]]), np.array([0.0]), (2,))
-    out = AffineLayer("o", "dense", np.array([[1.0]]), np.array([0.0]), (1,), relu=False, source=0)
+    hidden = DenseSynapses("h", np.array([[2.0], [-1.5]]), np.array([0.0]), (2,))
+    out = DenseSynapses("o", np.array([[1.0]]), np.array([0.0]), (1,), relu=False, source=0)
     net = spiking_network(PreprocessedNetwork((2,), (0.0, 1.0), [hidden, out], [], np.array([1.0])), zeta=0.5)
     if theta is not None:
         net.layers[0].threshold[...] = theta

@@ -117,7 +117,7 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     import tensorflow as tf
 
     from exactsnn.simulator.fastpath import CompiledLayer
-    from exactsnn.preprocess import AffineLayer
+    from exactsnn.synapses import DenseSynapses
     from exactsnn.spiking import SpikingLayer
 
     rng = np.random.default_rng(7)
@@ -132,7 +132,7 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     mu = np.clip(a0 / (n1 - n0), 0.0, 1.0)
     exact = np.maximum(a0 + mu * n0, mu * n1)[0]  # the tightest bound of this family
     theta = exact * (1.0 + rng.choice([-1.0, 1.0], C) * 10.0 ** rng.uniform(-8, -2, C))
-    layer = AffineLayer("d", "dense", W, np.zeros(C), (F,))
+    layer = DenseSynapses("d", W, np.zeros(C), (F,))
     sl = SpikingLayer(layer, 0.0, S, 2 * S, theta, np.ones(C))
     left = CompiledLayer(sl).step((tf.constant(x),))[2].numpy()  # (sample, neuron)
     certified = np.ones(C, bool)
@@ -151,7 +151,7 @@ def test_the_edge_majorant_never_certifies_past_the_potential(bins):
     ϑ > 1.5 max V (at fan-ins like this the convex one certifies few)."""
     import tensorflow as tf
 
-    from exactsnn.preprocess import AffineLayer
+    from exactsnn.synapses import DenseSynapses
     from exactsnn.simulator.fastpath import CompiledLayer
     from exactsnn.spiking import SpikingLayer
 
@@ -167,7 +167,7 @@ def test_the_edge_majorant_never_certifies_past_the_potential(bins):
     top = v.max(0)
     assert np.all(top > 0)
     theta = top * (1.0 + rng.choice([-1.0, 1.0], C) * 10.0 ** rng.uniform(-8, 0.5, C))
-    layer = AffineLayer("d", "dense", W, np.zeros(C), (F,))
+    layer = DenseSynapses("d", W, np.zeros(C), (F,))
     sl = SpikingLayer(layer, 0.0, S, 2 * S, theta, alpha)
     compiled = CompiledLayer(sl)
     assert not np.asarray(compiled.static).any()

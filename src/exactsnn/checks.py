@@ -160,20 +160,9 @@ def _check_affine(path, key: str, layer, in_shape: tuple) -> None:
     _finite(path, f"{key}/bias", layer.bias)
     if layer.input_shape != tuple(in_shape):
         _fail(path, f"{key}/input_shape", f"is {layer.input_shape}, but its source gives {tuple(in_shape)}")
-    if layer.kind == "dense" and layer.weight.ndim != 2:
-        _fail(path, f"{key}/weight", f"of a dense layer has shape {layer.weight.shape}, expected 2 axes")
-    if layer.kind == "conv":
-        if layer.weight.ndim != 4:
-            _fail(path, f"{key}/weight", f"of a convolution has shape {layer.weight.shape}, expected 4 axes")
-        if any(s < 1 for s in layer.strides + layer.dilation) or len(layer.strides + layer.dilation) != 4:
-            _fail(path, f"{key}/strides",
-                  f"strides {layer.strides} and dilation {layer.dilation} must be 2 positive integers each")
-        if len(layer.pads) != 4 or any(v < 0 for v in layer.pads):
-            _fail(path, f"{key}/pads", f"{layer.pads} must be 4 integers >= 0")
-        if len(layer.used) != 2 or not all(0 < u <= s for u, s in zip(layer.used, in_shape[:2])):
-            _fail(path, f"{key}/used", f"{layer.used} does not fit the input {tuple(in_shape)}")
-        if any(s < 1 for s in layer.output_shape):
-            _fail(path, f"{key}/weight", f"kernel {layer.weight.shape} leaves an empty output {layer.output_shape}")
+    fault = layer.fault(in_shape)  # what only its kind knows (:mod:`exactsnn.synapses`)
+    if fault is not None:
+        _fail(path, f"{key}/{fault[0]}", fault[1])
 
 
 def _pooled(path, key: str, pools, shape: tuple) -> tuple:
@@ -195,14 +184,14 @@ def _pooled(path, key: str, pools, shape: tuple) -> tuple:
     return shape
 
 
-def _check_layers(path, input_shape: tuple, input_pools, layers, AffineLayer, prefix: str = "root") -> dict:
+def _check_layers(path, input_shape: tuple, input_pools, layers, Synapses, prefix: str = "root") -> dict:
     """The layer chain of a preprocessed or spiking network; returns {index: pooled shape}."""
     shapes = {-1: _pooled(path, f"{prefix}/input_pools", input_pools, tuple(input_shape))}
     if not layers:
         _fail(path, f"{prefix}/layers", "is empty: a network needs at least its read-out layer")
     for k, layer in enumerate(layers):
         key = f"{prefix}/layers/{k}"
-        if not isinstance(layer, AffineLayer):
+        if not isinstance(layer, Synapses):
             _fail(path, key, f"holds a {type(layer).__name__}, not a layer")
         if not isinstance(layer.name, str):
             _fail(path, f"{key}/name", f"is {layer.name!r}, not a string")
@@ -210,7 +199,7 @@ def _check_layers(path, input_shape: tuple, input_pools, layers, AffineLayer, pr
             _fail(path, f"{key}/relu", "must be true for every hidden layer and false for the read-out, the last")
         for j, group in enumerate(layer.groups):
             gkey = key if j == 0 else f"{key}/skips/{j - 1}"
-            if not isinstance(group, AffineLayer):
+            if not isinstance(group, Synapses):
                 _fail(path, gkey, f"holds a {type(group).__name__}, not a synapse group")
             if not -1 <= group.source < k:
                 _fail(path, f"{gkey}/source", f"is {group.source}, not one of the earlier layers (-1 ... {k - 1})")
@@ -234,16 +223,16 @@ def _range_and_X(path, obj, hidden: int, may_lack_X: bool = False) -> None:
         _fail(path, "root/X", "has negative entries (X_n is the largest ReLU output, >= 0)")
 
 
-def check_preprocessed(net, path, AffineLayer) -> None:
+def check_preprocessed(net, path, Synapses) -> None:
     """Refuse, with :class:`NetworkFileError` naming ``path`` and the array, a preprocessed
     network whose layers do not fit together: every layer reads the shape its source gives,
     hidden layers then the read-out, weights and biases finite, one X_n per hidden layer (or
-    none yet).  ``AffineLayer`` is the layer class (handed in: no import circle)."""
-    _check_layers(path, net.input_shape, net.input_pools, net.layers, AffineLayer)
+    none yet).  ``Synapses`` is the layers' base class (handed in: no import circle)."""
+    _check_layers(path, net.input_shape, net.input_pools, net.layers, Synapses)
     _range_and_X(path, net, sum(1 for l in net.layers if l.relu), may_lack_X=True)
 
 
-def check_spiking(obj, path, AffineLayer, SpikingLayer) -> None:
+def check_spiking(obj, path, Synapses, SpikingLayer) -> None:
     """Refuse, with :class:`NetworkFileError` naming ``path`` and the array, a spiking network
     whose parts do not fit together.
 
@@ -257,7 +246,7 @@ def check_spiking(obj, path, AffineLayer, SpikingLayer) -> None:
     for k, sl in enumerate(obj.layers):
         if not isinstance(sl, SpikingLayer):
             _fail(path, f"root/layers/{k}", f"holds a {type(sl).__name__}, not a spiking layer")
-    _check_layers(path, obj.input_shape, obj.input_pools, [sl.layer for sl in obj.layers], AffineLayer)
+    _check_layers(path, obj.input_shape, obj.input_pools, [sl.layer for sl in obj.layers], Synapses)
     _range_and_X(path, obj, len(obj.layers) - 1)
     if not (isinstance(obj.zeta, (int, float)) and obj.zeta > -1 and math.isfinite(obj.zeta)):
         _fail(path, "root/zeta", f"is {obj.zeta!r}, expected a number > -1")

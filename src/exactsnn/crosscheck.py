@@ -108,6 +108,7 @@ import numpy as np
 from . import ops
 from .neurons import tolerance
 from .spiking import SpikingLayer, SpikingNetwork
+from .synapses import ConvSynapses, DenseSynapses
 
 _TIME_UNIT = "ms"  # one model time unit
 
@@ -152,7 +153,7 @@ def connections(layer, weight: np.ndarray) -> _Connections:
     its weight to ``pad_weight`` of the output neuron instead of making a synapse.
     """
     weight = np.asarray(weight, np.float64)
-    if layer.kind == "dense":
+    if isinstance(layer, DenseSynapses):
         n_in, n_out = weight.shape
         pre, post = np.meshgrid(np.arange(n_in), np.arange(n_out), indexing="ij")
         return _Connections(pre.ravel(), post.ravel(), weight.ravel(), np.zeros(n_out))
@@ -304,7 +305,7 @@ def run_brian2(net: SpikingNetwork, x, dt: float = 1e-3) -> Brian2Run:
     reserve("input", t_in)
     reserve_pool_pads("input", net.input_pools, 1.0)
     for n, sl in enumerate(net.layers):
-        if zero_spikes and any(g.kind == "conv" for g in _groups(sl.layer)):
+        if zero_spikes and any(isinstance(g, ConvSynapses) for g in _groups(sl.layer)):
             reserve(("taps", n), np.full((N, 1), sl.t_min))
         reserve_pool_pads(n, sl.layer.pools, sl.t_max)
     n_gen = sum(len(v) for v in reserved.values())
@@ -531,7 +532,7 @@ def _field_rows(sl: SpikingLayer, index: int, times: dict, shift: float, pad_tim
         t = np.asarray(times[_group_source(g, index)], np.float64)
         if delay:
             t = t + (delay + shift)
-        if g.kind == "dense":
+        if isinstance(g, DenseSynapses):
             rows.append(t.reshape(len(t), -1))
             continue
         padded = np.asarray(g.padded(t, pad_time), np.float64)

@@ -78,8 +78,8 @@ from pathlib import Path
 import numpy as np
 
 from .neurons import neuron_model
-from .preprocess import AffineLayer, Pool
 from .spiking import SpikingLayer, SpikingNetwork
+from .synapses import KINDS, SAVED_GEOMETRY, Pool, Synapses
 
 FORMAT = "exactsnn-snn"
 FORMAT_VERSION = 1
@@ -149,28 +149,31 @@ def _read_pools(parent, name: str) -> list:
     return [_read_pool(group[str(k)]) for k in range(len(group))]
 
 
-def _skips(layer: AffineLayer) -> list:
+def _skips(layer: Synapses) -> list:
     return list(getattr(layer, "skips", []) or [])
 
 
-def _write_geometry(group, layer: AffineLayer) -> None:
+def _write_geometry(group, layer: Synapses) -> None:
     group.attrs["name"] = layer.name
     group.attrs["kind"] = layer.kind
     group.attrs["input_shape"] = np.asarray(layer.input_shape, np.int64)
     group.attrs["source"] = int(getattr(layer, "source", -1))
-    for name in _LAYER_GEOMETRY:
-        group.attrs[name] = np.asarray(getattr(layer, name), np.int64)
+    for name in _LAYER_GEOMETRY:  # a dense group has none of its own: written as a convolution's defaults
+        group.attrs[name] = np.asarray(getattr(layer, name, SAVED_GEOMETRY[name]), np.int64)
 
 
-def _geometry(group) -> dict:
-    kw = dict(
-        name=str(group.attrs["name"]),
-        kind=str(group.attrs["kind"]),
-        input_shape=tuple(int(v) for v in group.attrs["input_shape"]),
-    )
+def _geometry(group) -> tuple[type, dict]:
+    """The synapse class of a layer group (by its ``kind``) and the geometry it takes."""
+    kind = str(group.attrs["kind"])
+    if kind not in KINDS:
+        raise ValueError(f"{group.name}: unknown layer kind {kind!r}")
+    cls = KINDS[kind]
+    kw = dict(name=str(group.attrs["name"]), input_shape=tuple(int(v) for v in group.attrs["input_shape"]))
+    names = {f.name for f in dataclasses.fields(cls)}
     for name in _LAYER_GEOMETRY:
-        kw[name] = tuple(int(v) for v in group.attrs[name])
-    return kw
+        if name in names:
+            kw[name] = tuple(int(v) for v in group.attrs[name])
+    return cls, kw
 
 
 _AFFINE_KNOWN = {"name", "kind", "weight", "bias", "input_shape", "relu", "pools", "source", "skips", *_LAYER_GEOMETRY}
@@ -260,17 +263,10 @@ def save_hdf5(net: SpikingNetwork, path) -> None:
         graph.create_dataset("edge_group", data=np.asarray(kinds, np.int64))
 
 
-def _affine(group, bias, relu: bool, pools: list, skips: list) -> AffineLayer:
-    kw = _geometry(group)
-    names = {f.name for f in dataclasses.fields(AffineLayer)}
-    source = int(group.attrs.get("source", -1))
-    if "source" in names:
-        kw["source"] = source
-    if skips:
-        if "skips" not in names:
-            raise ValueError(f"{kw['name']}: this exactsnn has no residual connections; the file needs a newer version")
-        kw["skips"] = skips
-    return AffineLayer(weight=np.asarray(group["W"][()], np.float64), bias=bias, relu=relu, pools=pools, **kw)
+def _affine(group, bias, relu: bool, pools: list, skips: list) -> Synapses:
+    cls, kw = _geometry(group)
+    kw["source"] = int(group.attrs.get("source", -1))
+    return cls(weight=np.asarray(group["W"][()], np.float64), bias=bias, relu=relu, pools=pools, skips=skips, **kw)
 
 
 def load_hdf5(path) -> SpikingNetwork:

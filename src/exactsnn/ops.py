@@ -120,18 +120,11 @@ def conv2d(x, kernel: np.ndarray, strides, dilation):
     )
 
 
-def linear(x, kernel, kind: str, strides=(1, 1), dilation=(1, 1), pads=(0, 0, 0, 0), used=None):
-    """Σ_j W_ij x_j of one layer in TensorFlow (tensors in, a tensor out).
-
-    Dense: on the flattened input.  Conv: on the input cropped to ``used`` rows/columns, with
-    zeros at the ``pads`` (top, bottom, left, right) given to the convolution as explicit
-    padding, so no padded copy of the input is made.
-    """
+def padded_conv2d(x, kernel, strides, dilation, pads):
+    """2-D convolution in TensorFlow (tensors in, a tensor out) with zeros at the ``pads`` (top,
+    bottom, left, right) given to the convolution as explicit padding, so that no padded copy
+    of the input is made."""
     tf = _tf()
-    if kind == "dense":
-        return tf.matmul(tf.reshape(x, [tf.shape(x)[0], -1]), kernel)
-    if used is not None and tuple(used) != tuple(x.shape[1:3]):
-        x = x[:, : used[0], : used[1], :]
     top, bottom, left, right = pads
     return tf.nn.conv2d(
         x, kernel, strides=[1, strides[0], strides[1], 1], padding=[[0, 0], [top, bottom], [left, right], [0, 0]],

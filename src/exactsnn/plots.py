@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from .synapses import DenseSynapses
 from .tables import KNOB_LABELS
 
 __all__ = [
@@ -115,7 +116,7 @@ def _receptive_field(sl, model, group_inputs: list, position: tuple) -> tuple[np
     for g, delay, t_in in zip(layer.groups, sl.group_delays(), group_inputs):
         t_in = np.asarray(t_in, np.float64) + delay
         w = model.synaptic_weights(g.weight, layer.weight_sum) if sl.hidden else g.weight
-        if g.kind == "dense":
+        if isinstance(g, DenseSynapses):
             times.append(t_in.reshape(-1))
             weights.append(np.asarray(w)[:, channel])
             continue

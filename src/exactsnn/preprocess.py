@@ -21,180 +21,10 @@ import numpy as np
 
 from . import ir, ops
 from .serialize import register
+from .synapses import ConvSynapses, DenseSynapses, Pool, Synapses
 
 #: Activations one forward batch may hold (Phase 1's X_n and reference predictions): 2 GiB.
 ACTIVATION_BUDGET = 2 * 2**30
-
-
-@register
-@dataclass
-class Pool:
-    """Sign-aware max pooling of a layer's outputs.
-
-    Channel c takes the maximum where sign[c] > 0 and the minimum where sign[c] < 0 (a
-    negative batch-norm scale folded through the pool).  On spike times t = t_max − x this
-    is the earliest spike, respectively the latest.  ``pads`` (top, bottom, left, right)
-    is explicit zero padding (a ZeroPadding2D before the pool): value 0, i.e. a spike at
-    t_max; ``padding="same"`` instead ignores the padded positions, as Keras does.
-    """
-
-    size: tuple
-    strides: tuple
-    padding: str
-    sign: np.ndarray  # (C,) of ±1
-    pads: tuple = (0, 0, 0, 0)
-
-    def __post_init__(self):
-        self.size, self.strides = tuple(self.size), tuple(self.strides)
-        self.pads = tuple(int(v) for v in self.pads)
-        self.sign = np.where(np.asarray(self.sign, np.float64) < 0, -1.0, 1.0)
-
-    def _pad(self, x, value):
-        if not any(self.pads):
-            return x
-        return ops.pad_input(x, self.pads, tuple(x.shape[1:3]), value)
-
-    def on_values(self, x):
-        return ops.signed_max_pool(self._pad(x, 0.0), self.size, self.strides, self.padding, self.sign)
-
-    def on_times(self, t, t_max: float = 0.0):
-        t = self._pad(np.asarray(t, np.float64), t_max)
-        return -ops.signed_max_pool(-t, self.size, self.strides, self.padding, self.sign)
-
-    def output_shape(self, shape):
-        t, b, l, r = self.pads
-        shape = (shape[0] + t + b, shape[1] + l + r, shape[2])
-        return ops.pooled_shape(shape, self.size, self.strides, self.padding)
-
-    def same_as(self, other: "Pool") -> bool:
-        return (self.size, self.strides, self.padding, self.pads) == (
-            other.size, other.strides, other.padding, other.pads
-        ) and np.array_equal(self.sign, other.sign)
-
-
-@register
-@dataclass
-class AffineLayer:
-    """One parameterised layer z = W x + b of the preprocessed chain.
-
-    Dense: ``weight`` (n_in, n_out) acts on the flattened input, ``bias`` (n_out,).
-    Conv: ``weight`` (kh, kw, c_in, c_out); the input is cropped to ``used`` rows/columns
-    and padded by ``pads`` = (top, bottom, left, right), then convolved ``valid``;
-    ``bias`` is a map (H_out, W_out, c_out) because folding constants through zero padding
-    makes it position dependent (DESIGN §2, step 4).
-    ``relu`` marks hidden layers; ``pools`` act on their outputs, after the ReLU.
-    ``source`` is the index of the layer whose (pooled) output it reads (−1: the input).
-    ``skips`` are further synapse groups of the same neurons reading earlier layers
-    (residual connections), each an AffineLayer with its own source and geometry and a
-    zero bias; ``bias`` is the neurons' total bias.
-    """
-
-    name: str
-    kind: str  # "dense" | "conv"
-    weight: np.ndarray
-    bias: np.ndarray
-    input_shape: tuple
-    relu: bool = True
-    pools: list = field(default_factory=list)
-    strides: tuple = (1, 1)
-    dilation: tuple = (1, 1)
-    pads: tuple = (0, 0, 0, 0)
-    used: tuple = (0, 0)
-    source: int = -1
-    skips: list = field(default_factory=list)
-
-    def __post_init__(self):
-        self.weight = np.asarray(self.weight, np.float64)
-        self.bias = np.asarray(self.bias, np.float64)
-        self.input_shape = tuple(int(s) for s in self.input_shape)
-        for name in ("strides", "dilation", "pads", "used"):
-            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
-        if self.kind == "dense":
-            if self.weight.shape[0] != int(np.prod(self.input_shape)):
-                raise ValueError(f"{self.name}: weight {self.weight.shape} does not fit input {self.input_shape}")
-        elif self.kind == "conv":
-            if len(self.input_shape) != 3 or self.weight.shape[2] != self.input_shape[2]:
-                raise ValueError(f"{self.name}: kernel {self.weight.shape} does not fit input {self.input_shape}")
-        else:
-            raise ValueError(f"{self.name}: unknown layer kind {self.kind!r}")
-        if self.bias.shape != self.output_shape:
-            raise ValueError(f"{self.name}: bias {self.bias.shape} is not of output shape {self.output_shape}")
-
-    @property
-    def channels(self) -> int:
-        return self.weight.shape[-1]
-
-    @property
-    def output_shape(self) -> tuple:
-        if self.kind == "dense":
-            return (self.weight.shape[1],)
-        kh, kw = self.weight.shape[:2]
-        h = self.used[0] + self.pads[0] + self.pads[1]
-        w = self.used[1] + self.pads[2] + self.pads[3]
-        return (
-            ops.conv_output_size(h, kh, self.strides[0], self.dilation[0]),
-            ops.conv_output_size(w, kw, self.strides[1], self.dilation[1]),
-            self.channels,
-        )
-
-    @property
-    def pooled_shape(self) -> tuple:
-        shape = self.output_shape
-        for pool in self.pools:
-            shape = pool.output_shape(shape)
-        return shape
-
-    @property
-    def groups(self) -> list["AffineLayer"]:
-        """All synapse groups of these neurons: this one, then the skips."""
-        return [self] + list(self.skips)
-
-    @property
-    def own_weight_sum(self) -> np.ndarray:
-        return self.weight.reshape(-1, self.channels).sum(axis=0)
-
-    @property
-    def weight_sum(self) -> np.ndarray:
-        """Σ_j W_ij over the whole receptive field (padded taps, skips included), per output channel."""
-        return sum(g.own_weight_sum for g in self.groups)
-
-    def padded(self, x, pad_value: float):
-        return ops.pad_input(x, self.pads, self.used, pad_value)
-
-    def linear(self, x, weight=None, pad_value: float = 0.0):
-        """Σ_j W_ij x_j (no bias); padded positions take ``pad_value``."""
-        weight = self.weight if weight is None else weight
-        if self.kind == "dense":
-            x = np.asarray(x, np.float64).reshape(len(x), -1)
-            return x @ weight
-        return ops.conv2d(self.padded(x, pad_value), weight, self.strides, self.dilation).numpy()
-
-    def apply(self, x):
-        """z = W x + b with zero padding, in float64."""
-        return self.linear(x) + self.bias
-
-    def apply_groups(self, outputs: dict):
-        """z = Σ_groups W_g x_{source(g)} + b with zero padding; ``outputs`` maps layer index to its pooled output."""
-        return sum(g.linear(outputs[g.source]) for g in self.groups) + self.bias
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates of one forward pass (padded taps and skips included)."""
-        return sum(int(np.prod(g.weight.shape[:-1])) * int(np.prod(self.output_shape)) for g in self.groups)
-
-    @property
-    def synapses(self) -> int:
-        """Synapses from real (not padded) inputs: Σ over output neurons of their in-bounds taps."""
-        total = 0
-        for g in self.groups:
-            if g.kind == "dense":
-                total += int(g.weight.size)
-                continue
-            kh, kw, cin, cout = g.weight.shape
-            ones = np.ones((1,) + g.input_shape[:2] + (1,))
-            taps = ops.conv2d(g.padded(ones, 0.0), np.ones((kh, kw, 1, 1)), g.strides, g.dilation)
-            total += int(round(float(np.sum(taps)))) * cin * cout
-        return total
 
 
 @register
@@ -260,12 +90,11 @@ class PreprocessedNetwork:
         ``hidden`` = "arrays": the outputs as NumPy views; "max": only their largest values
         (the outputs are dropped as soon as the next layer has them, so memory does not grow
         with the number of layers kept).  ``batch_size`` None: :meth:`batch_size`.
-        Activations stay TensorFlow tensors from layer to layer (:func:`exactsnn.ops.linear`)."""
+        Activations stay TensorFlow tensors from layer to layer (:meth:`Synapses.tf_product`)."""
         tf = ops._tf()
         batch_size = batch_size or self.batch_size()
         last = self.last_use()
-        kernels = [[tf.constant(g.weight if g.kind == "conv" else g.weight.reshape(-1, g.channels)) for g in l.groups]
-                   for l in self.layers]
+        kernels = [[tf.constant(g.kernel) for g in l.groups] for l in self.layers]
         for start in range(0, len(x), batch_size):
             h = self.normalise(x[start : start + batch_size])
             for pool in self.input_pools:
@@ -273,8 +102,7 @@ class PreprocessedNetwork:
             outputs, acts = {-1: tf.convert_to_tensor(h, tf.float64)}, []
             for k, layer in enumerate(self.layers):
                 z = tf.add_n([
-                    ops.linear(outputs[g.source], w, g.kind, g.strides, g.dilation, g.pads, g.used)
-                    for g, w in zip(layer.groups, kernels[k])
+                    g.tf_product(g.tf_inputs(outputs[g.source]), w) for g, w in zip(layer.groups, kernels[k])
                 ]) + layer.bias
                 for src in [s for s, user in last.items() if user == k]:
                     outputs.pop(src, None)
@@ -308,7 +136,7 @@ class PreprocessedNetwork:
         """Refuse a loaded network whose layers do not fit together (:func:`exactsnn.checks.check_preprocessed`)."""
         from .checks import check_preprocessed
 
-        check_preprocessed(self, path, AffineLayer)
+        check_preprocessed(self, path, Synapses)
 
     def save(self, path) -> None:
         from .serialize import save
@@ -324,11 +152,11 @@ def _sign(s: np.ndarray) -> np.ndarray:
     return np.where(s < 0, -1.0, 1.0)
 
 
-def _affine_layer(name: str, node, in_shape: tuple) -> AffineLayer:
+def _synapses(name: str, node, in_shape: tuple) -> Synapses:
     if isinstance(node, ir.Dense):
         if int(np.prod(in_shape)) != node.weight.shape[0]:
             raise FoldingError(f"layer {name!r}: expects {node.weight.shape[0]} inputs, gets shape {in_shape}")
-        return AffineLayer(name, "dense", node.weight.copy(), node.bias.copy(), in_shape)
+        return DenseSynapses(name, node.weight.copy(), node.bias.copy(), in_shape)
     if len(in_shape) != 3:
         raise FoldingError(f"layer {name!r}: Conv2D needs an (H, W, C) input, gets {in_shape}")
     h, w, _ = in_shape
@@ -343,13 +171,13 @@ def _affine_layer(name: str, node, in_shape: tuple) -> AffineLayer:
     if out_h < 1 or out_w < 1:
         raise FoldingError(f"layer {name!r}: kernel {kh}x{kw} does not fit its {h}x{w} input")
     bias_map = np.broadcast_to(node.bias, (out_h, out_w, node.bias.size)).copy()
-    return AffineLayer(
-        name, "conv", node.kernel.copy(), bias_map, in_shape, strides=node.strides,
+    return ConvSynapses(
+        name, node.kernel.copy(), bias_map, in_shape, strides=node.strides,
         dilation=node.dilation, pads=(pt, pb, pl, pr), used=(h, w),
     )
 
 
-def fold_channel_affine(layer: AffineLayer, scale: np.ndarray, shift: np.ndarray) -> AffineLayer:
+def fold_channel_affine(layer: Synapses, scale: np.ndarray, shift: np.ndarray) -> Synapses:
     """Fold y = scale · x + shift (per input channel, or per feature of a flat input) into ``layer``.
 
     W' = W · diag(scale);  b' = b + W · shift, where for a convolution W · shift is the
@@ -358,33 +186,39 @@ def fold_channel_affine(layer: AffineLayer, scale: np.ndarray, shift: np.ndarray
     """
     scale = np.broadcast_to(np.asarray(scale, np.float64), layer.input_shape[-1:])
     shift = np.broadcast_to(np.asarray(shift, np.float64), layer.input_shape[-1:])
-    if layer.kind == "dense":
-        s = np.broadcast_to(scale, layer.input_shape).ravel()
-        c = np.broadcast_to(shift, layer.input_shape).ravel()
-        return replace(layer, weight=layer.weight * s[:, None], bias=layer.bias + c @ layer.weight)
-    const = np.broadcast_to(shift, (1,) + layer.input_shape)
-    bias = layer.bias + layer.linear(const)[0]
-    return replace(layer, weight=layer.weight * scale[None, None, :, None], bias=bias)
+    if isinstance(layer, DenseSynapses):
+        bias = layer.bias + np.broadcast_to(shift, layer.input_shape).ravel() @ layer.weight
+    else:
+        bias = layer.bias + layer.linear(np.broadcast_to(shift, (1,) + layer.input_shape))[0]
+    return replace(_scale_inputs(layer, scale), bias=bias)
 
 
-def fold_output_affine(layer: AffineLayer, scale: np.ndarray, shift: np.ndarray) -> AffineLayer:
+def _scale_inputs(layer: Synapses, scale: np.ndarray) -> Synapses:
+    """W' = W · diag(scale) for a per-input-channel ``scale`` (tiled over a flat input)."""
+    if isinstance(layer, DenseSynapses):
+        rows = np.broadcast_to(scale, layer.input_shape).ravel()
+        return replace(layer, weight=layer.weight * rows[:, None])
+    return replace(layer, weight=layer.weight * scale[None, None, :, None])
+
+
+def fold_output_affine(layer: Synapses, scale: np.ndarray, shift: np.ndarray) -> Synapses:
     """Fold y = scale · z + shift (per output channel) into z = W x + b: W' = W·scale, b' = b·scale + shift."""
     return replace(layer, weight=layer.weight * scale, bias=layer.bias * scale + shift)
 
 
-def fold_flatten(layer: AffineLayer, shape: tuple) -> AffineLayer:
+def fold_flatten(layer: Synapses, shape: tuple) -> Synapses:
     """A dense layer after Flatten reads the unflattened tensor (row-major, channels last)."""
     return replace(layer, input_shape=shape)
 
 
-def fold_global_avg_pool(layer: AffineLayer, shape: tuple) -> AffineLayer:
+def fold_global_avg_pool(layer: DenseSynapses, shape: tuple) -> DenseSynapses:
     """W'[h, w, c, o] = W[c, o] / (H·W): global average pooling is linear."""
     h, w, c = shape
     weight = np.broadcast_to(layer.weight[None, None] / (h * w), (h, w, c, layer.channels))
     return replace(layer, weight=weight.reshape(-1, layer.channels).copy(), input_shape=shape)
 
 
-def fold_zero_padding(layer: AffineLayer, pads: tuple, shape: tuple, name: str) -> AffineLayer:
+def fold_zero_padding(layer: Synapses, pads: tuple, shape: tuple, name: str) -> Synapses:
     """Explicit zero padding (t, b, l, r) before a layer is part of that layer's own padding.
 
     A convolution adds it to its pads; a dense layer drops the weights of the padded
@@ -392,7 +226,7 @@ def fold_zero_padding(layer: AffineLayer, pads: tuple, shape: tuple, name: str) 
     """
     t, b, l, r = pads
     h, w, c = shape
-    if layer.kind == "dense":
+    if isinstance(layer, DenseSynapses):
         weight = layer.weight.reshape(h + t + b, w + l + r, c, layer.channels)[t : t + h, l : l + w]
         return replace(layer, weight=weight.reshape(-1, layer.channels).copy(), input_shape=shape)
     if layer.used != (h + t + b, w + l + r):
@@ -401,7 +235,7 @@ def fold_zero_padding(layer: AffineLayer, pads: tuple, shape: tuple, name: str) 
     return replace(layer, input_shape=shape, pads=(pt + t, pb + b, pl + l, pr + r), used=(h, w))
 
 
-def fold_avg_pool_into_dense(layer: AffineLayer, node: ir.AvgPool2D, shape: tuple) -> AffineLayer:
+def fold_avg_pool_into_dense(layer: DenseSynapses, node: ir.AvgPool2D, shape: tuple) -> DenseSynapses:
     """W' = Pᵀ W for the (linear) average-pooling map P, obtained as its exact adjoint."""
     import tensorflow as tf
 
@@ -417,7 +251,7 @@ def fold_avg_pool_into_dense(layer: AffineLayer, node: ir.AvgPool2D, shape: tupl
     return replace(layer, weight=weight, input_shape=shape)
 
 
-def fold_avg_pool_into_conv(layer: AffineLayer, node: ir.AvgPool2D, shape: tuple, name: str) -> AffineLayer:
+def fold_avg_pool_into_conv(layer: ConvSynapses, node: ir.AvgPool2D, shape: tuple, name: str) -> ConvSynapses:
     """Compose a ``valid`` average pool (size p, stride s) with the following convolution.
 
     The result is one convolution on the pool's input with kernel size (k − 1)·d·s + p,
@@ -447,25 +281,71 @@ def fold_avg_pool_into_conv(layer: AffineLayer, node: ir.AvgPool2D, shape: tuple
     )
 
 
-def _fold_steps(layer: AffineLayer, steps: list) -> AffineLayer:
+@dataclass
+class ChannelAffine:
+    """A step before a layer: y = scale · x + shift per channel (the input range, a batch
+    normalisation after a ReLU); folded by :func:`fold_channel_affine`."""
+
+    scale: np.ndarray  # (C,)
+    shift: np.ndarray  # (C,)
+
+    def fold(self, layer: Synapses) -> Synapses:
+        return fold_channel_affine(layer, self.scale, self.shift)
+
+
+@dataclass
+class FlattenStep:
+    """A step before a layer: row-major flattening of an input of ``shape``."""
+
+    shape: tuple
+
+    def fold(self, layer: Synapses) -> Synapses:
+        return fold_flatten(layer, self.shape)
+
+
+@dataclass
+class GlobalAvgPoolStep:
+    """A step before a layer: global average pooling of an input of ``shape``."""
+
+    shape: tuple
+
+    def fold(self, layer: Synapses) -> Synapses:
+        if not isinstance(layer, DenseSynapses):
+            raise FoldingError(f"layer {layer.name!r}: global average pooling must be followed by Dense")
+        return fold_global_avg_pool(layer, self.shape)
+
+
+@dataclass
+class ZeroPaddingStep:
+    """A step before a layer: the zero padding ``pads`` (top, bottom, left, right) of the
+    node ``name`` on an input of ``shape``."""
+
+    pads: tuple
+    shape: tuple
+    name: str
+
+    def fold(self, layer: Synapses) -> Synapses:
+        return fold_zero_padding(layer, self.pads, self.shape, self.name)
+
+
+@dataclass
+class AvgPoolStep:
+    """A step before a layer: the average pooling ``node`` (named ``name``) of an input of ``shape``."""
+
+    node: ir.AvgPool2D
+    shape: tuple
+    name: str
+
+    def fold(self, layer: Synapses) -> Synapses:
+        if isinstance(layer, DenseSynapses):
+            return fold_avg_pool_into_dense(layer, self.node, self.shape)
+        return fold_avg_pool_into_conv(layer, self.node, self.shape, self.name)
+
+
+def _fold_steps(layer: Synapses, steps: list) -> Synapses:
+    """Fold the steps met before ``layer`` into it, the last one first."""
     for step in reversed(steps):
-        kind = step[0]
-        if kind == "affine":
-            layer = fold_channel_affine(layer, step[1], step[2])
-        elif kind == "flatten":
-            layer = fold_flatten(layer, step[1])
-        elif kind == "gap":
-            if layer.kind != "dense":
-                raise FoldingError(f"layer {layer.name!r}: global average pooling must be followed by Dense")
-            layer = fold_global_avg_pool(layer, step[1])
-        elif kind == "zeropad":
-            layer = fold_zero_padding(layer, step[1], step[2], step[3])
-        elif kind == "avg":
-            _, node, shape, name = step
-            if layer.kind == "dense":
-                layer = fold_avg_pool_into_dense(layer, node, shape)
-            else:
-                layer = fold_avg_pool_into_conv(layer, node, shape, name)
+        layer = step.fold(layer)
     return layer
 
 
@@ -474,7 +354,7 @@ class _Branch:
     """A linear function of one layer's (pooled) output, while the graph is being folded.
 
     Before a Dense/Conv2D is met the branch is *raw*: ``pre`` lists the linear steps applied
-    to the source since its pools (the first a per-channel affine map).  After it, ``layer``
+    to the source since its pools (the first a :class:`ChannelAffine`).  After it, ``layer``
     holds the synaptic map with everything before it folded in, and ``pools`` the max pools
     met between the map and the ReLU.
     """
@@ -483,7 +363,7 @@ class _Branch:
     shape: tuple
     pre: list
     taken: int = 0  # how many of the source's pools this branch went through
-    layer: AffineLayer | None = None
+    layer: Synapses | None = None
     pools: list = field(default_factory=list)
 
     @property
@@ -492,14 +372,14 @@ class _Branch:
         return self.layer is None and len(self.pre) == 1
 
 
-def _identity_layer(name: str, shape: tuple, source: int) -> AffineLayer:
+def _identity_layer(name: str, shape: tuple, source: int) -> Synapses:
     """The synaptic map of a raw branch in a sum (an identity shortcut): W = I."""
     c = shape[-1]
     if len(shape) == 3:
-        return AffineLayer(name, "conv", np.eye(c).reshape(1, 1, c, c), np.zeros(shape), shape,
-                           used=shape[:2], source=source)
+        return ConvSynapses(name, np.eye(c).reshape(1, 1, c, c), np.zeros(shape), shape, source=source,
+                            used=shape[:2])
     n = int(np.prod(shape))
-    return AffineLayer(name, "dense", np.eye(n), np.zeros(n), shape, source=source)
+    return DenseSynapses(name, np.eye(n), np.zeros(n), shape, source=source)
 
 
 class _Folder:
@@ -511,7 +391,7 @@ class _Folder:
             raise ValueError(f"input range [{p}, {q}] must have p < q")
         self.graph = graph
         self.range = (p, q)
-        self.layers: list[AffineLayer] = []
+        self.layers: list[Synapses] = []
         self.pools: dict[int, list[Pool]] = {-1: []}
         self.uses: list[tuple[str, int, int]] = []  # (layer name, source, pools taken)
 
@@ -523,7 +403,7 @@ class _Folder:
             raise FoldingError("the graph must start with an Input node")
         p, q = self.range
         c = source.shape[-1]
-        values[graph.source] = [_Branch(-1, source.shape, [("affine", np.full(c, q - p), np.full(c, p))])]
+        values[graph.source] = [_Branch(-1, source.shape, [ChannelAffine(np.full(c, q - p), np.full(c, p))])]
         for name in graph.order()[1:]:
             node = graph.nodes[name]
             inputs = [values[i] for i in graph.inputs(name)]
@@ -563,7 +443,7 @@ class _Folder:
             for pool in self.pools[k]:
                 shape = pool.output_shape(shape)
             ones, zeros = np.ones(layer.channels), np.zeros(layer.channels)
-            return [_Branch(k, shape, [("affine", ones, zeros)], taken=len(self.pools[k]))]
+            return [_Branch(k, shape, [ChannelAffine(ones, zeros)], taken=len(self.pools[k]))]
         if isinstance(node, ir.BatchNorm):
             return self.batch_norm(name, node, value)
         if isinstance(node, (ir.Dense, ir.Conv2D)):
@@ -574,7 +454,7 @@ class _Folder:
                     "cannot be mapped exactly (negative values cannot be coded by one spike time in its window)"
                 )
             b = value[0]
-            layer = replace(_fold_steps(_affine_layer(name, node, b.shape), b.pre), source=b.source)
+            layer = replace(_fold_steps(_synapses(name, node, b.shape), b.pre), source=b.source)
             return [_Branch(b.source, layer.output_shape, b.pre, b.taken, layer)]
         if isinstance(node, ir.MaxPool2D):
             return [self.max_pool(name, node, value)]
@@ -602,10 +482,10 @@ class _Folder:
                 pools = [replace(pl, sign=pl.sign * _sign(node.scale)) for pl in b.pools]
                 out.append(replace(b, layer=fold_output_affine(b.layer, node.scale, shift), pools=pools))
             elif b.plain:
-                _, s0, c0 = b.pre[0]
-                out.append(replace(b, pre=[("affine", node.scale * s0, node.scale * c0 + shift)]))
+                s0, c0 = b.pre[0].scale, b.pre[0].shift
+                out.append(replace(b, pre=[ChannelAffine(node.scale * s0, node.scale * c0 + shift)]))
             else:
-                out.append(replace(b, pre=b.pre + [("affine", node.scale, shift)]))
+                out.append(replace(b, pre=b.pre + [ChannelAffine(node.scale, shift)]))
         return out
 
     def max_pool(self, name, node, value) -> _Branch:
@@ -615,21 +495,20 @@ class _Folder:
         if len(b.shape) != 3:
             raise FoldingError(f"layer {name!r}: max pooling needs an (H, W, C) input, gets {b.shape}")
         if b.layer is not None:
-            if b.layer.kind != "conv":
+            if not isinstance(b.layer, ConvSynapses):
                 raise FoldingError(f"layer {name!r}: max pooling needs a convolution before it")
             pool = Pool(node.size, node.strides, node.padding, np.ones(b.shape[-1]))
             return replace(b, pools=b.pools + [pool], shape=pool.output_shape(b.shape))
         pads, shape, pre = (0, 0, 0, 0), b.shape, b.pre
-        if len(pre) == 2 and pre[1][0] == "zeropad" and np.all(pre[0][2] == 0):
+        if len(pre) == 2 and isinstance(pre[1], ZeroPaddingStep) and np.all(pre[0].shift == 0):
             # zero padding right before the pool: value 0, a spike at t_max
-            pads, shape, pre = pre[1][1], pre[1][2], pre[:1]
+            pads, shape, pre = pre[1].pads, pre[1].shape, pre[:1]
         elif len(pre) != 1:
             raise FoldingError(
                 f"layer {name!r}: max pooling after average pooling, flatten or padding has no exact "
                 "single-spike counterpart"
             )
-        _, scale, _ = pre[0]
-        pool = Pool(node.size, node.strides, node.padding, _sign(scale * np.ones(shape[-1])), pads)
+        pool = Pool(node.size, node.strides, node.padding, _sign(pre[0].scale * np.ones(shape[-1])), pads)
         pools = self.pools[b.source]
         if b.taken < len(pools):
             if not pools[b.taken].same_as(pool):
@@ -641,17 +520,17 @@ class _Folder:
     def linear_step(self, name, node, b: _Branch) -> _Branch:
         shape = b.shape
         if isinstance(node, ir.Flatten):
-            return replace(b, pre=b.pre + [("flatten", shape)], shape=(int(np.prod(shape)),))
+            return replace(b, pre=b.pre + [FlattenStep(shape)], shape=(int(np.prod(shape)),))
         if len(shape) != 3:
             raise FoldingError(f"layer {name!r}: {type(node).__name__} needs an (H, W, C) input, gets {shape}")
         if isinstance(node, ir.AvgPool2D):
             new = ops.pooled_shape(shape, node.size, node.strides, node.padding)
-            step = ("avg", node, shape, name)
+            step = AvgPoolStep(node, shape, name)
         elif isinstance(node, ir.GlobalAvgPool2D):
-            new, step = (shape[-1],), ("gap", shape)
+            new, step = (shape[-1],), GlobalAvgPoolStep(shape)
         else:
             t, bo, l, r = node.pads
-            new, step = (shape[0] + t + bo, shape[1] + l + r, shape[2]), ("zeropad", node.pads, shape, name)
+            new, step = (shape[0] + t + bo, shape[1] + l + r, shape[2]), ZeroPaddingStep(node.pads, shape, name)
         if any(v <= 0 for v in new):
             raise FoldingError(f"layer {name!r}: output shape {new} is empty")
         return replace(b, pre=b.pre + [step], shape=new)
@@ -726,12 +605,8 @@ def scale_weights(net: PreprocessedNetwork, lower: float = -10.0, upper: float =
     return replace(net, layers=layers, lower=float(lower), upper=float(upper))
 
 
-def _divide_inputs(group: AffineLayer, f: np.ndarray) -> AffineLayer:
-    inv = np.broadcast_to(1.0 / f, group.input_shape[-1:])
-    if group.kind == "dense":
-        rows = np.broadcast_to(inv, group.input_shape).ravel()
-        return replace(group, weight=group.weight * rows[:, None])
-    return replace(group, weight=group.weight * inv[None, None, :, None])
+def _divide_inputs(group: Synapses, f: np.ndarray) -> Synapses:
+    return _scale_inputs(group, np.broadcast_to(1.0 / f, group.input_shape[-1:]))
 
 
 def batch_ranges(n: int, batch_size: int, parts: int = 1, part: int = 0) -> list[tuple[int, int]]:

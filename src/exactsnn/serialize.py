@@ -3,7 +3,8 @@
 Objects are dataclasses whose fields are NumPy arrays, scalars, strings, tuples, lists,
 dicts or further dataclasses.  Arrays go into an ``.npz`` archive, everything else into a
 JSON document stored in the same archive, so loading never runs code (unlike pickle).
-Classes take part by being decorated with :func:`register`.
+Classes take part by being decorated with :func:`register`, or, several classes under one
+saved name, by :func:`register_variants`.
 """
 
 from __future__ import annotations
@@ -24,24 +25,65 @@ _REGISTRY: dict[str, type] = {}
 _META_KEY = "__meta__"
 
 
+@dataclasses.dataclass(frozen=True)
+class _Variants:
+    """Classes saved under one name, told apart by the value of the field ``tag``."""
+
+    name: str
+    tag: str
+    classes: dict  # tag value -> class
+    layout: tuple  # the saved fields, in the order they are written
+    defaults: dict  # field of ``layout`` -> what a class without it is saved with
+
+
+_VARIANTS: dict[str, _Variants] = {}  # saved name -> its variants
+_VARIANT_OF: dict[type, tuple[_Variants, str]] = {}  # class -> (its variants, its tag value)
+
+
 def register(cls: type) -> type:
     """Make a dataclass saveable and loadable by name."""
     _REGISTRY[cls.__name__] = cls
     return cls
 
 
+def register_variants(name: str, tag: str, classes: dict, layout: tuple, defaults: dict) -> None:
+    """Save the dataclasses ``classes`` (tag value -> class) under the one name ``name``, each
+    with the field ``tag`` set to its tag value, so that the files keep one layout whichever
+    class wrote them: all fields of ``layout`` in its order, a field the class lacks as its
+    value in ``defaults``.  Reading picks the class by the tag and drops the fields it lacks."""
+    variants = _Variants(name, tag, dict(classes), tuple(layout), dict(defaults))
+    for value, cls in variants.classes.items():
+        own = {f.name for f in dataclasses.fields(cls) if f.init}
+        if not own <= set(layout) or not set(layout) - own <= {tag, *defaults}:
+            raise TypeError(f"{cls.__name__}: its fields do not fit the saved layout of {name}")
+        _VARIANT_OF[cls] = (variants, value)
+    _VARIANTS[name] = variants
+
+
+def _saved_fields(obj: Any) -> tuple[str, dict]:
+    """The name ``obj`` is saved under and its saved fields' values."""
+    cls = type(obj)
+    if cls in _VARIANT_OF:
+        variants, value = _VARIANT_OF[cls]
+        own = {f.name for f in dataclasses.fields(obj) if f.init}
+        fields = {}
+        for name in variants.layout:
+            if name in own:
+                fields[name] = getattr(obj, name)
+            else:
+                fields[name] = value if name == variants.tag else variants.defaults[name]
+        return variants.name, fields
+    if cls.__name__ not in _REGISTRY:
+        raise TypeError(f"{cls.__name__} is not registered with exactsnn.serialize.register")
+    return cls.__name__, {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj) if f.init}
+
+
 def _encode(obj: Any, arrays: dict[str, np.ndarray], key: str) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        name = type(obj).__name__
-        if name not in _REGISTRY:
-            raise TypeError(f"{name} is not registered with exactsnn.serialize.register")
+        name, fields = _saved_fields(obj)
         return {
             "__class__": name,
-            "fields": {
-                f.name: _encode(getattr(obj, f.name), arrays, f"{key}/{f.name}")
-                for f in dataclasses.fields(obj)
-                if f.init
-            },
+            "fields": {k: _encode(v, arrays, f"{key}/{k}") for k, v in fields.items()},
         }
     if isinstance(obj, np.ndarray):
         arrays[key] = obj
@@ -84,11 +126,20 @@ def _decode(doc: Any, arrays: dict, key: str, used: set) -> Any:
         if "__dict__" in doc:
             return {k: _decode(v, arrays, f"{key}/{k}", used) for k, v in _mapping(doc["__dict__"], key).items()}
         if "__class__" in doc:
-            cls = _REGISTRY.get(doc["__class__"])
+            given = _mapping(doc.get("fields"), key)
+            variants = _VARIANTS.get(doc["__class__"]) if isinstance(doc["__class__"], str) else None
+            if variants is not None:
+                value = given.get(variants.tag)
+                cls = variants.classes.get(value) if isinstance(value, str) else None
+                if cls is None:
+                    raise LoadError(f"{key!r}: unknown {variants.tag} {value!r} of {variants.name}")
+                own = {f.name for f in dataclasses.fields(cls) if f.init}
+                given = {k: v for k, v in given.items() if k in own or k not in {variants.tag, *variants.defaults}}
+            else:
+                cls = _REGISTRY.get(doc["__class__"])
             if cls is None:
                 raise LoadError(f"{key!r}: unknown object type {doc['__class__']!r}")
             fields = {f.name for f in dataclasses.fields(cls) if f.init}
-            given = _mapping(doc.get("fields"), key)
             unknown = sorted(set(given) - fields)
             if unknown:
                 raise LoadError(f"{key!r}: unknown field {unknown[0]!r} for {cls.__name__}")

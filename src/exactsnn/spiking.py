@@ -15,7 +15,8 @@ from functools import cached_property
 import numpy as np
 
 from .neurons import AlphaNeuron, neuron_model
-from .preprocess import AffineLayer, PreprocessedNetwork
+from .preprocess import PreprocessedNetwork
+from .synapses import Synapses
 from .serialize import register
 
 
@@ -31,7 +32,7 @@ class SpikingLayer:
     ``alpha`` = b / (t_min − t_start) and the potential at t_min is the logit.
     """
 
-    layer: AffineLayer
+    layer: Synapses
     t_start: float
     t_min: float
     t_max: float
@@ -82,7 +83,7 @@ class SpikingLayer:
         """J_ij = W_ij / (1 − Σ_j W_ij) for α = 1 (eq. of DESIGN §2), main synapse group."""
         return self.group_J(self.layer)
 
-    def group_J(self, group: AffineLayer) -> np.ndarray:
+    def group_J(self, group: Synapses) -> np.ndarray:
         """J of one synapse group for α = 1 (:meth:`AlphaNeuron.synaptic_weights`); Σ_j W_ij
         runs over all groups of the neuron."""
         return AlphaNeuron.synaptic_weights(group.weight, self.weight_sums[0])
@@ -161,7 +162,7 @@ class SpikingNetwork:
         """Refuse a loaded network whose parts do not fit together (:func:`exactsnn.checks.check_spiking`)."""
         from .checks import check_spiking
 
-        check_spiking(self, path, AffineLayer, SpikingLayer)
+        check_spiking(self, path, Synapses, SpikingLayer)
 
     def scaled_network(self) -> PreprocessedNetwork:
         """The Phase 1 network this SNN computes exactly."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spiking import SpikingLayer
+from ..synapses import ConvSynapses, DenseSynapses
 from .kernels import DENSE_GEOMETRY, walk
 
 
@@ -68,7 +69,7 @@ def event_neurons(sl: SpikingLayer, inputs: list, index: tuple, horizon=np.inf,
     b, c = index[0], index[-1]
     alpha = np.ascontiguousarray(np.broadcast_to(sl.alpha, layer.output_shape)[index[1:]], np.float64)
     theta = np.ascontiguousarray(np.broadcast_to(sl.threshold, layer.output_shape)[index[1:]], np.float64)
-    conv = layer.kind == "conv"
+    conv = isinstance(layer, ConvSynapses)
     ho, wo = layer.output_shape[:2] if conv else (1, 1)
     key = (b * ho + index[1]) * wo + index[2] if conv else b
     fields, inverse = np.unique(key, return_inverse=True)
@@ -90,7 +91,7 @@ def _gather_source(group, src, t_min: float, values: bool) -> tuple:
     :func:`_gather_row`; a dense group is a convolution whose kernel covers its whole input."""
     src = np.ascontiguousarray(src, np.float64)
     scale, offset = (-1.0, t_min) if values else (1.0, 0.0)
-    if group.kind == "dense":
+    if isinstance(group, DenseSynapses):
         return src.reshape(len(src), 1, 1, -1), DENSE_GEOMETRY, scale, offset
     kh, kw = group.weight.shape[:2]
     if values:  # unpadded, cropped to ``used`` by the bounds

@@ -36,6 +36,7 @@ import numpy as np
 from .. import ops
 from ..neurons import AlphaNeuron, deviates, tolerance
 from ..spiking import SpikingLayer
+from ..synapses import ConvSynapses, DenseSynapses
 
 _U32 = 2.0 ** -24
 _FLAG_BITS = 6
@@ -91,7 +92,7 @@ class CompiledLayer:
         self.groups = []
         fan_in, max_pos, max_abs, abs_sum = 0, 0.0, 0.0, np.zeros(c)
         for k, g in enumerate(layer.groups):
-            fan_in += int(np.prod(g.weight.shape[:-1]))
+            fan_in += g.fan_in
             max_pos = max(max_pos, float(g.weight.max(initial=0.0)))  # = max W⁺, without a copy of W⁺
             diagonal = k > 0 and _is_diagonal(g)  # a skip group; the main one is convolved
             # The majorants' weights (W⁺, W, |W⁻| in float32) are made when a plan first needs them.
@@ -125,7 +126,7 @@ class CompiledLayer:
         # Which majorants run (the convex one: W⁺x; the edge one), chosen from the counts.
         self.plan = (True, EDGE_BINS if fan_in >= _EDGE_FAN_IN else 0)
         self.edges_help = True
-        self.max_bins = MAX_CONV_EDGE_BINS if layer.kind == "conv" else MAX_EDGE_BINS
+        self.max_bins = MAX_CONV_EDGE_BINS if isinstance(layer, ConvSynapses) else MAX_EDGE_BINS
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.edge_inputs = tf.function(self._edge_inputs, jit_compile=True, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
@@ -171,20 +172,13 @@ class CompiledLayer:
     def _input(g, h):
         """One group's input: flattened (dense) or cropped to ``used`` (conv); padded taps
         (x = 0) are the convolution's explicit padding."""
-        tf = _tf()
-        geo = g["group"]
-        if geo.kind == "dense":
-            return tf.reshape(h, [tf.shape(h)[0], -1])
-        if tuple(geo.used) != tuple(geo.input_shape[:2]):
-            return h[:, : geo.used[0], : geo.used[1], :]
-        return h
+        return g["group"].tf_inputs(h)
 
     @staticmethod
     def _product(g, x, w):
-        geo = g["group"]
         if g["diagonal"]:  # an identity shortcut: one multiplication per channel
             return x * w
-        return ops.linear(x, w, geo.kind, geo.strides, geo.dilation, geo.pads)
+        return g["group"].tf_product(x, w)
 
     def _step(self, values: tuple, convex: bool = True, bins: int = 0):
         """Values x = t_max − t of the layer's spikes and what the certificates found.
@@ -288,7 +282,7 @@ class CompiledLayer:
         # (the unfolded input) would grow with the stack.
         at_edges = [[] for _ in range(bins - 1)]
         for (g, _), v in zip(convs, shifted):
-            if g["group"].kind == "dense":
+            if isinstance(g["group"], DenseSynapses):
                 products = tf.split(self._product(g, tf.concat(v, axis=0), self._weight(g, "w32")), bins - 1, axis=0)
             else:
                 products = [self._product(g, vk, self._weight(g, "w32")) for vk in v]
@@ -391,7 +385,7 @@ class CompiledReadout:
         self.base = np.broadcast_to(AlphaNeuron.readout_base(sl.alpha, layer.bias, sl.t_start, sl.t_min),
                                     layer.output_shape)
         self.groups = [
-            dict(group=g, diagonal=False, w=tf.constant(_kernel(g, False), tf.float64) if g.kind == "conv"
+            dict(group=g, diagonal=False, w=tf.constant(_kernel(g, False), tf.float64) if isinstance(g, ConvSynapses)
                  else _kernel(g, False))
             for g in layer.groups
         ]
@@ -405,7 +399,7 @@ class CompiledReadout:
         """(N, classes) logits from the sources' values (tensors), one per synapse group."""
         v = self.base
         for k, (g, x) in enumerate(zip(self.groups, values)):
-            if g["group"].kind == "dense":
+            if isinstance(g["group"], DenseSynapses):
                 x = np.asarray(x)
                 with _one_blas_thread():
                     v = v + x.reshape(len(x), -1) @ g["w"]
@@ -433,14 +427,14 @@ def _kernel(group, diagonal: bool) -> np.ndarray:
     kernel of a convolution, a (fan-in, channels) matrix of a dense group."""
     if diagonal:
         return np.diagonal(group.weight[0, 0])
-    return group.weight if group.kind == "conv" else group.weight.reshape(-1, group.channels)
+    return group.kernel
 
 
 def _is_diagonal(group) -> bool:
     """A 1×1 convolution, stride 1, unpadded, over the whole input, with a diagonal kernel
     (what an identity shortcut becomes after folding and scaling): x · diag per channel."""
     w = group.weight
-    if group.kind != "conv" or w.shape[:2] != (1, 1) or w.shape[2] != w.shape[3]:
+    if not isinstance(group, ConvSynapses) or w.shape[:2] != (1, 1) or w.shape[2] != w.shape[3]:
         return False
     if tuple(group.strides) != (1, 1) or any(group.pads) or tuple(group.used) != tuple(group.input_shape[:2]):
         return False

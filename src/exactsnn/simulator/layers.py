@@ -22,21 +22,15 @@ def padded_inputs(sl: SpikingLayer, times: dict) -> list[np.ndarray]:
         t = np.asarray(times[g.source], np.float64)
         if delay:
             t = t + delay
-        out.append(t.reshape(len(t), -1) if g.kind == "dense" else np.asarray(g.padded(t, sl.t_min)))
+        out.append(g.inputs(t, sl.t_min))
     return out
-
-
-def _synaptic_sum(layer, tp_values, weight) -> np.ndarray:
-    if layer.kind == "dense":
-        return tp_values @ weight.reshape(tp_values.shape[1], -1)
-    return ops.conv2d(tp_values, weight, layer.strides, layer.dilation).numpy()
 
 
 def arrived_sum(sl: SpikingLayer, inputs: list, model) -> np.ndarray:
     """Σ_groups W_ij a(t_j): what the inputs contribute per unit weight to a potential read at
     t_min, a(t) = the model's ``arrived`` (silent inputs, t = +inf, contribute 0)."""
     return sum(
-        _synaptic_sum(g, model.arrived(tp, sl.t_start, sl.t_min), g.weight) for g, tp in zip(sl.layer.groups, inputs)
+        g.product(model.arrived(tp, sl.t_start, sl.t_min)) for g, tp in zip(sl.layer.groups, inputs)
     )
 
 
@@ -64,7 +58,7 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
     groups = layer.groups
     s, pos_sum, neg_sum = sl.weight_sums
     one_minus = 1.0 - s
-    w_x = sum(_synaptic_sum(g, sl.t_min - tp, g.weight) for g, tp in zip(groups, inputs))
+    w_x = sum(g.product(sl.t_min - tp) for g, tp in zip(groups, inputs))
     ideal = sl.t_max - np.maximum(w_x + layer.bias, 0.0)
     if engine not in ("fast", "event"):
         raise ValueError(f"unknown engine {engine!r}: use 'fast' or 'event'")
@@ -104,9 +98,9 @@ def layer_spikes(sl: SpikingLayer, inputs: list, engine: str = "fast", noisy_inp
         S = T - sl.t_start
         S_lo = T - t_lo.reshape(expand)
         reach = [T - tp for tp in inputs]
-        j_pos_x = sum(_synaptic_sum(g, x, np.maximum(g.weight[..., channels], 0.0)) for g, x in zip(groups, reach))
+        j_pos_x = sum(g.product(x, np.maximum(g.weight[..., channels], 0.0)) for g, x in zip(groups, reach))
         if noisy_inputs:
-            j_x = sum(_synaptic_sum(g, x, g.weight[..., channels]) for g, x in zip(groups, reach))
+            j_x = sum(g.product(x, g.weight[..., channels]) for g, x in zip(groups, reach))
         else:
             j_x = w_x[..., channels]  # x_j = t_min − t_j: W x is already known
         cm = one_minus[channels]
@@ -229,12 +223,5 @@ def synaptic_events(sl: SpikingLayer, times: dict) -> float:
     total = 0.0
     for g in sl.layer.groups:
         t = np.asarray(times[g.source], np.float64)
-        fired = np.isfinite(t).astype(np.float64)
-        if g.kind == "dense":
-            total += float(fired.reshape(len(fired), -1).sum() * g.channels)
-            continue
-        kh, kw, _, cout = g.weight.shape
-        per_position = g.padded(fired.sum(axis=-1, keepdims=True), 0.0)
-        taps = ops.conv2d(per_position, np.ones((kh, kw, 1, 1)), g.strides, g.dilation)
-        total += float(np.sum(taps)) * cout
+        total += g.synaptic_events(np.isfinite(t).astype(np.float64))
     return total

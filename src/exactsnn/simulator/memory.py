@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spiking import SpikingNetwork
+from ..synapses import ConvSynapses
 from .fastpath import MAX_CONV_EDGE_BINS, MAX_EDGE_BINS
 
 #: The process itself: Python, NumPy, TensorFlow, XLA's and Numba's compiled code, allocator
@@ -60,14 +61,14 @@ def simulation_memory(net: SpikingNetwork) -> SimulationMemory:
         # (per channel where they can be, full maps counted); the static flag.
         fixed += neurons * (3 * 8 + 6 * 8 + 1)
         inputs = sum(int(np.prod(g.input_shape)) for g in layer.groups)
-        bins = MAX_CONV_EDGE_BINS if layer.kind == "conv" else MAX_EDGE_BINS
+        bins = MAX_CONV_EDGE_BINS if isinstance(layer, ConvSynapses) else MAX_EDGE_BINS
         # Inputs: the values (float64, the source's pooled tensor), the shifted float32 copies, the
         # excess.  Outputs: W x, z, x and the spikes, the float32 products at the edges, the
         # excess product and the convex one, the flags.
         step = inputs * (8 + 4 * (bins - 1) + 4) + neurons * (4 * 8 + 4 * (bins - 1) + 2 * 4 + 1)
         # A convolution's workspace: its input unfolded, one row of the kernel's taps per output.
-        step += sum(8 * int(np.prod(g.weight.shape[:-1])) * int(np.prod(layer.output_shape[:-1]))
-                    for g in layer.groups if g.kind == "conv")
+        step += sum(8 * g.fan_in * int(np.prod(layer.output_shape[:-1]))
+                    for g in layer.groups if isinstance(g, ConvSynapses))
         per_sample = max(per_sample, step)
     # What the items above miss (temporaries while the constants are made, TensorFlow's own
     # buffers): VGG16 at 224×224, batches of 2, peaked at 10.04 GiB against 9.81 itemised when
