@@ -367,19 +367,8 @@ def write_geifmany_h5(path, num_classes, *, width, seed=0):
     add("dense", [("kernel", rng.normal(size=(dense, num_classes))), ("bias", rng.normal(size=num_classes))])
     add("activation")
 
-    written = []
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers], dtype="S")
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = b"2.1.2"  # any Keras 2 version: the loader does not read it
-        for name, weights in layers:
-            group = f.create_group(name)
-            for wname, array in weights:
-                group.create_dataset(wname, data=array.astype(np.float32))
-            group.attrs["weight_names"] = np.array([w.encode() for w, _ in weights], dtype="S")
-            if weights:
-                written.append((name, [a.astype(np.float32) for _, a in weights]))
-    return written
+    # any Keras 2 version: the loader does not read it
+    return _write_weights_only_h5(path, layers, backend=b"tensorflow", keras_version=b"2.1.2")
 
 
 def _assert_loaded(model, written):
@@ -437,9 +426,16 @@ def write_keras_vgg16_h5(path, *, width, size, classes, seed=0):
     add("fc2", (fc, fc))
     add("predictions", (fc, classes))
 
+    return _write_weights_only_h5(path, layers)
+
+
+def _write_weights_only_h5(path, layers, **attrs):
+    """A Keras 2 weights-only HDF5 file: root attribute layer_names, one group per layer with its
+    weight_names; returns [(layer, [float32 arrays])] for the layers that have weights."""
     written = []
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = np.array([n.encode() for n, _ in layers], dtype="S")
+        f.attrs.update(attrs)
         for name, weights in layers:
             group = f.create_group(name)
             for wname, array in weights:
