@@ -582,3 +582,56 @@ def test_real_fashion_mnist_from_the_debian_package():
     assert data.x_train.shape == (60000, 28, 28, 1) and data.x_test.shape == (10000, 28, 28, 1)
     assert data.x_train.min() == 0.0 and data.x_train.max() == 1.0 and data.input_range == (0.0, 1.0)
     assert np.array_equal(np.bincount(data.y_train), np.full(10, 6000))
+
+
+# --------------------------------------------------------------------------------------------
+# The saved dataset and the reads Phase 1 and Phase 2 make of it
+# --------------------------------------------------------------------------------------------
+
+
+def _toy(rng):
+    return datasets.Dataset(rng.uniform(0, 1, (19, 3)), rng.integers(0, 2, 19), rng.uniform(0, 1, (5, 3)),
+                            rng.integers(0, 2, 5), (0.0, 1.0), 2, "toy", source="made up")
+
+
+def whole_and_batches(data, count, seed=4):
+    """The X_n sample of ``data`` read at once and in the batches of three Phase 1 parts."""
+    from exactsnn.preprocess import batch_ranges
+
+    whole = data.sample(count, seed)
+    n = data.sample_size(count)
+    batches = [data.sample(count, seed, a, b) for k in range(3) for a, b in batch_ranges(n, 4, 3, k)]
+    return whole, n, batches
+
+
+@pytest.mark.parametrize("count", [None, 7, 100])
+def test_dataset_sample_in_batches_is_the_whole_sample(count):
+    whole, n, batches = whole_and_batches(_toy(np.random.default_rng(0)), count)
+    assert n == len(whole) == (19 if count in (None, 100) else 7)
+    assert np.array_equal(np.concatenate(batches), whole)
+
+
+def test_dataset_saved_and_opened_with_its_test_set_cut(tmp_path):
+    toy = _toy(np.random.default_rng(1))
+    toy.save(tmp_path / "dataset.npz")
+    back = datasets.open_data(tmp_path / "dataset.npz", test_samples=3)
+    for name in ("x_train", "y_train"):
+        assert np.array_equal(getattr(back, name), getattr(toy, name))
+    assert np.array_equal(back.test(0, 10)[0], toy.x_test[:3]) and back.n_test == 3
+    assert (back.input_range, back.num_classes, back.name, back.source) == ((0.0, 1.0), 2, "toy", "")
+    assert back.test_parts(2) == [(0, 1), (1, 3)]
+
+
+def test_dataset_load_names_the_file_it_cannot_read(tmp_path):
+    np.savez(tmp_path / "other.npz", x_train=np.zeros(2))
+    with pytest.raises(ValueError, match=r"other\.npz.*no y_train"):
+        datasets.Dataset.load(tmp_path / "other.npz")
+
+
+def test_check_network_names_the_file_and_the_mismatch():
+    toy = _toy(np.random.default_rng(2))
+    toy.check_network((3,), 2, "net.onnx")
+    with pytest.raises(ValueError, match=r"net\.onnx: the network takes inputs of shape \(4,\)"):
+        toy.check_network((4,), 2, "net.onnx")
+    with pytest.raises(ValueError, match=r"net\.onnx: the network has 3 outputs, toy has 2 classes"):
+        toy.check_network((3,), 3, "net.onnx")

@@ -99,6 +99,99 @@ class Dataset:
             x_test, y_test = x_test[:test], y_test[:test]
         return replace(self, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
+    # The reads Phase 1 and Phase 2 make, shared with :class:`exactsnn.imagesets.ImageSet`.
+
+    has_labels = True
+
+    @property
+    def n_test(self) -> int:
+        """Number of test samples."""
+        return len(self.x_test)
+
+    def test_parts(self, n_parts: int) -> list[tuple[int, int]]:
+        """(start, stop) of each Phase 2 part: the test set split into ``n_parts`` near-equal parts."""
+        return [part_range(self.n_test, n_parts, k) for k in range(n_parts)]
+
+    def test(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Test inputs and labels [start, stop)."""
+        return self.x_test[start:stop], self.y_test[start:stop]
+
+    def sample(self, count: int | None = None, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Training inputs [start, stop) of the X_n sample: a seeded draw of ``count`` (None =
+        all) in file order (:func:`sample_index`); a Phase 1 part reads only its batches."""
+        return self.x_train[sample_index(len(self.x_train), count, seed)[start:stop]]
+
+    def sample_size(self, count: int | None = None) -> int:
+        """How many inputs the X_n sample has (all, or a draw of ``count``)."""
+        n = len(self.x_train)
+        return n if count is None else min(count, n)
+
+    def check_network(self, input_shape: tuple[int, ...], classes: int, origin: str) -> None:
+        """Raise ValueError, naming ``origin`` (the network's file), unless a network taking
+        inputs of ``input_shape`` (channels last) with ``classes`` outputs fits this dataset."""
+        if tuple(input_shape) != self.input_shape:
+            raise ValueError(
+                f"{origin}: the network takes inputs of shape {tuple(input_shape)} (channels last; an NCHW model's "
+                f"(C, H, W) becomes (H, W, C)), but {self.name} has {self.input_shape}"
+            )
+        if classes != self.num_classes:
+            raise ValueError(f"{origin}: the network has {classes} outputs, {self.name} has {self.num_classes} classes")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the arrays, input range, classes and name as one ``.npz``, atomically (the
+        ``source`` is for the logs of the job that read the data, so it is not kept)."""
+        from .serialize import atomic
+
+        with atomic(path) as tmp:
+            np.savez(
+                tmp,
+                **{name: getattr(self, name) for name in _SAVED_ARRAYS},
+                input_range=np.asarray(self.input_range, dtype=np.float64),
+                num_classes=np.int64(self.num_classes),
+                name=np.str_(self.name),
+            )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Dataset":
+        """Read what :meth:`save` wrote."""
+        with np.load(path, allow_pickle=False) as f:
+            missing = [key for key in (*_SAVED_ARRAYS, "input_range", "num_classes", "name") if key not in f]
+            if missing:
+                raise ValueError(f"{os.fspath(path)}: not a dataset written by Dataset.save (no {', '.join(missing)})")
+            return cls(
+                **{name: f[name] for name in _SAVED_ARRAYS},
+                input_range=tuple(float(v) for v in f["input_range"]),
+                num_classes=int(f["num_classes"]),
+                name=str(f["name"]),
+            )
+
+
+_SAVED_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def open_data(path: str | os.PathLike, test_samples: int | None = None):
+    """The dataset a data rule wrote: a :class:`Dataset` (``.npz``, its test set cut to the
+    first ``test_samples``) or an :class:`exactsnn.imagesets.ImageSet` (``.json``, always whole:
+    its parts were fixed when it was written)."""
+    if os.fspath(path).endswith(".npz"):
+        return Dataset.load(path).subset(test=test_samples)
+    from .imagesets import ImageSet
+
+    return ImageSet.load(path)
+
+
+def part_range(n: int, parts: int, part: int) -> tuple[int, int]:
+    """Samples [start, stop) of part ``part`` when ``n`` samples are split into ``parts``."""
+    return part * n // parts, (part + 1) * n // parts
+
+
+def sample_index(n: int, count: int | None = None, seed: int = 0) -> np.ndarray:
+    """The X_n sample's indices among ``n`` training inputs: a seeded draw of ``count`` (None =
+    all), sorted."""
+    if count is None or count >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+
 
 def take_fraction(x: np.ndarray, y: np.ndarray, fraction: float, *, seed: int = 0):
     """A seeded random ``fraction`` of the samples of (x, y), kept in their original order.
