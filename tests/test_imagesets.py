@@ -360,3 +360,64 @@ def test_pass_shards_record_skipped(pass_tree, tmp_path):
     stored = imagesets.read_shards(tmp_path / "s")
     x, _, _ = imagesets.load_pass_images(files, size=16, root=pass_tree)
     np.testing.assert_allclose(imagesets.pass_preprocess(stored), x, rtol=0, atol=0)
+
+
+# --------------------------------------------------------------------------------------------
+# The image set a data rule writes
+# --------------------------------------------------------------------------------------------
+
+
+def _image_set(tmp_path, **details):
+    rng = np.random.default_rng(1)
+    paths = [_save_rgb(tmp_path / "images" / f"{k:02d}.png", rng, size=(9, 9)) for k in range(23)]
+    imagesets.write_shards(paths, tmp_path / "sample", shard_size=5, size=8)
+    return imagesets.ImageSet("pass", "vgg16", imagesets.PASS_INPUT_RANGE, 3, 8, "sample", "sample", None, 23, 23,
+                              [(0, 23)], 0, details=details)
+
+
+def test_image_set_saved_and_loaded_keeps_every_key(tmp_path):
+    import json
+
+    from exactsnn.datasets import open_data
+
+    _image_set(tmp_path, source="here", skipped_reasons={}).save(tmp_path / "dataset.json")
+    keys = json.loads((tmp_path / "dataset.json").read_text())
+    assert keys["source"] == "here" and keys["labels"] is None and keys["parts"] == [[0, 23]]
+    back = open_data(tmp_path / "dataset.json")
+    assert back.details == {"source": "here", "skipped_reasons": {}} and back.root == tmp_path
+    assert back.test_parts(1) == [(0, 23)] and not back.has_labels
+    with pytest.raises(ValueError, match="set parts: 1 in the config"):
+        back.test_parts(2)
+    back.save(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == (tmp_path / "dataset.json").read_text()
+
+
+def test_image_set_load_names_missing_keys_and_unknown_preprocessing(tmp_path):
+    (tmp_path / "dataset.json").write_text('{"name": "pass"}')
+    with pytest.raises(ValueError, match=r"dataset\.json: not an image-set manifest \(no preprocess"):
+        imagesets.ImageSet.load(tmp_path / "dataset.json")
+    with pytest.raises(ValueError, match="preprocess 'bgr' is not one of"):
+        imagesets.ImageSet("x", "bgr", (0, 1), 2, 8, "t", "s", None, 0, 0, [], 0)
+
+
+def test_image_set_reads_only_the_shards_of_a_batch(tmp_path, monkeypatch):
+    from test_datasets import whole_and_batches
+
+    _image_set(tmp_path).save(tmp_path / "dataset.json")
+    data = imagesets.ImageSet.load(tmp_path / "dataset.json")
+    for count in (None, 9):
+        whole, n, batches = whole_and_batches(data, count)
+        assert n == len(whole) == (23 if count is None else 9)
+        assert np.array_equal(np.concatenate(batches), whole)
+    read = []
+    real = imagesets.read_shards
+    monkeypatch.setattr(imagesets, "read_shards", lambda d, start=0, stop=None: read.append((start, stop)) or real(d, start, stop))
+    data.sample(None, 0, 8, 12)
+    assert read == [(8, 12)]
+
+
+def test_filled_parts_counts_the_files_each_part_refused():
+    manifest = {"segments": [{"start": 0, "stop": 6, "count": 4}, {"start": 10, "stop": 13, "count": 3}],
+                "skipped": [{"index": 2, "kind": "decode"}, {"index": 5, "kind": "mode"}]}
+    assert imagesets.filled_parts(manifest) == ([(0, 4), (4, 7)], [2, 0])
+    assert imagesets.skip_reasons(manifest, {"skipped": [{"kind": "mode"}]}) == {"decode": 1, "mode": 2}

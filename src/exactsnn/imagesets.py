@@ -35,7 +35,8 @@ import os
 import re
 import tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -784,3 +785,138 @@ def load_pass_images(paths, size: int = 224, *, root=None, workers: int = 1, max
     """
     arr, kept, skipped = load_pass_uint8(paths, size, root=root, workers=workers, max_pixels=max_pixels)
     return pass_preprocess(arr), kept, skipped
+
+
+def filled_parts(manifest: dict) -> tuple[list[tuple[int, int]], list[int]]:
+    """Of the parts :func:`write_shards` filled (its ``fill`` segments): their bounds in
+    stored-image order and how many files each refused (and replaced by the next ones)."""
+    bounds, refused, begin = [], [], 0
+    for segment in manifest["segments"]:
+        bounds.append((begin, begin + segment["count"]))
+        refused.append(sum(segment["start"] <= e["index"] < segment["stop"] for e in manifest["skipped"]))
+        begin += segment["count"]
+    return bounds, refused
+
+
+def skip_reasons(*manifests: dict) -> dict[str, int]:
+    """How many images the shard folders of ``manifests`` skipped, per kind of reason."""
+    reasons: dict[str, int] = {}
+    for manifest in manifests:
+        for entry in manifest["skipped"]:
+            reasons[entry["kind"]] = reasons.get(entry["kind"], 0) + 1
+    return reasons
+
+
+# --------------------------------------------------------------------------------------
+# The image set a data rule writes
+# --------------------------------------------------------------------------------------
+
+# How each network's raw input is made from the stored uint8 RGB images.
+PREPROCESS = {"caffe": caffe_preprocess, "vgg16": pass_preprocess}
+
+
+@dataclass(eq=False)
+class ImageSet:
+    """Places365 or PASS as the data rule stores it: the test images and the X_n sample as
+    shard folders (:func:`write_shards`) beside this manifest (``dataset.json``), the labels
+    (if any) in an ``.npz`` beside it, and the test parts fixed when the images were chosen.
+
+    It is read as :class:`exactsnn.datasets.Dataset` is (``test``, ``sample``, ``test_parts``),
+    with the images put through the network's preprocessing (:data:`PREPROCESS`) when read.
+    ``details`` holds what the logs and reports want to know of how the set was made (PASS:
+    its file list, source and skipped files); it is saved beside the other keys.
+    """
+
+    name: str
+    preprocess: str  # a key of PREPROCESS
+    input_range: tuple[float, float]
+    num_classes: int
+    size: int  # images are size x size
+    test_dir: str  # folder names, relative to the manifest's folder
+    sample_dir: str
+    labels: str | None  # .npz file name (key "labels"); None: agreement only
+    test_count: int
+    sample_count: int
+    parts: list[tuple[int, int]]  # (start, stop) of each Phase 2 part
+    skipped: int  # test images refused
+    details: dict = field(default_factory=dict)
+    root: Path | None = field(default=None, repr=False)  # the manifest's folder, set by load
+
+    def __post_init__(self):
+        if self.preprocess not in PREPROCESS:
+            raise ValueError(f"image set {self.name}: preprocess {self.preprocess!r} is not one of {sorted(PREPROCESS)}")
+        self.input_range = tuple(float(v) for v in self.input_range)
+        self.parts = [tuple(int(v) for v in p) for p in self.parts]
+        self._labels = None
+
+    def save(self, path) -> None:
+        """Write the manifest as JSON (sorted keys), atomically."""
+        from .serialize import atomic
+
+        keys = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("details", "root")}
+        keys = {**keys, "input_range": list(self.input_range), **self.details}
+        with atomic(path) as tmp:
+            Path(tmp).write_text(json.dumps(keys, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path) -> "ImageSet":
+        """Read a manifest written by :meth:`save`; its folders are found beside it."""
+        path = Path(path)
+        keys = json.loads(path.read_text())
+        names = [f.name for f in fields(cls) if f.name not in ("details", "root")]
+        missing = [name for name in names if name not in keys]
+        if missing:
+            raise ValueError(f"{path}: not an image-set manifest (no {', '.join(missing)})")
+        details = {key: value for key, value in keys.items() if key not in names}
+        return cls(**{name: keys[name] for name in names}, details=details, root=path.parent)
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether the test images have labels (Places365) or only agreement is measured (PASS)."""
+        return self.labels is not None
+
+    @property
+    def n_test(self) -> int:
+        """Number of test images."""
+        return int(self.test_count)
+
+    def _folder(self, name: str) -> Path:
+        if self.root is None:
+            raise ValueError(f"image set {self.name}: its folders are found beside its manifest; load it with ImageSet.load")
+        return self.root / name
+
+    def _label_array(self) -> np.ndarray:
+        if self._labels is None:
+            with np.load(self._folder(self.labels)) as f:
+                self._labels = f["labels"]
+        return self._labels
+
+    def test_parts(self, n_parts: int) -> list[tuple[int, int]]:
+        """(start, stop) of each Phase 2 part, as the data rule fixed them; ``n_parts`` is the
+        benchmark's config, which must agree."""
+        if len(self.parts) != n_parts:
+            raise ValueError(
+                f"{self.name}: the data stage made {len(self.parts)} test parts but the benchmark "
+                f"has parts: {n_parts}; set parts: {len(self.parts)} in the config"
+            )
+        return self.parts
+
+    def test(self, start: int, stop: int):
+        """Network inputs and labels (None without) of the test images [start, stop)."""
+        images = read_shards(self._folder(self.test_dir), start, stop)
+        labels = self._label_array()[start : start + len(images)] if self.has_labels else None
+        return PREPROCESS[self.preprocess](images), labels
+
+    def sample(self, count: int | None = None, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """As :meth:`exactsnn.datasets.Dataset.sample`; only the shards holding the sample's
+        images [start, stop) are read."""
+        from .datasets import sample_index
+
+        index = sample_index(self.sample_size(), count, seed)[start:stop]
+        images = read_shards(self._folder(self.sample_dir), index[0], index[-1] + 1)
+        return PREPROCESS[self.preprocess](images[index - index[0]])
+
+    def sample_size(self, count: int | None = None) -> int:
+        """How many images the X_n sample has (the stored ones, or a draw of ``count``)."""
+        stored = int(shard_manifest(self._folder(self.sample_dir))["count"])
+        return stored if count is None else min(count, stored)
