@@ -154,3 +154,76 @@ def reference_summary(reference: dict) -> dict:
         "agreement_scaled": agreement(scaled, original),
         "max_logit_error": float(np.max(np.abs(reference["original_logits"] - reference["scaled_logits"]), initial=0.0)),
     }
+
+
+def read_reference(path, n: int | None = None) -> dict:
+    """The reference Phase 1 wrote (:func:`gather_reference`, ``reference.npz``) for its first
+    ``n`` test samples (None = all): the labels (None without: PASS, agreement only) and the
+    original's and the scaled network's predictions."""
+    with np.load(path, allow_pickle=False) as f:
+        return {
+            "labels": f["labels"][:n] if f["has_labels"] else None,
+            "original_predictions": f["original_predictions"][:n],
+            "scaled_predictions": f["scaled_predictions"][:n],
+        }
+
+
+# Of a benchmark's further neuron models (after the paper's α-model), the columns the results
+# table has, each with the model's name as suffix.
+OTHER_MODEL_COLUMNS = ("accuracy_snn", "agreement", "spikes_per_neuron", "synaptic_events", "deviating_spikes")
+
+
+def benchmark_metrics(reference: dict, simulations: dict, networks: list[SpikingNetwork]) -> dict:
+    """The metrics of one benchmark's row of the results table: :func:`summarize` of its first
+    network (the paper's α-model), :data:`OTHER_MODEL_COLUMNS` of every other one, and the first
+    one's :func:`per_layer` under ``layers``.  ``reference`` is :func:`read_reference`'s,
+    ``simulations`` maps each network's ``neuron`` to its :class:`Simulation` of the test set."""
+    main, others = networks[0], networks[1:]
+    metrics = {
+        "test_samples": len(reference["original_predictions"]),
+        **summarize(reference["original_predictions"], simulations[main.neuron], labels=reference["labels"],
+                    scaled_predictions=reference["scaled_predictions"], net=main),
+    }
+    for network in others:
+        other = summarize(reference["original_predictions"], simulations[network.neuron], labels=reference["labels"],
+                          net=network)
+        metrics.update({f"{key}_{network.neuron}": other[key] for key in OTHER_MODEL_COLUMNS})
+    metrics["layers"] = per_layer(simulations[main.neuron], main)
+    return metrics
+
+
+ROBUSTNESS_KNOBS = ("zeta", "noise_sigma", "alpha_sigma")
+
+
+def robustness_trials(network, x, reference: dict, knob: str, value: float, *, zeta: float, trials: int,
+                      seed: int, engine: str, batch_size: int) -> list[dict]:
+    """The robustness study at one setting: the spiking network of the scaled ``network``
+    (:class:`exactsnn.preprocess.PreprocessedNetwork`) with ``knob`` set to ``value`` (ζ, the
+    σ of Gaussian spike-time noise, or the σ of the spread of the α factors; the others at
+    ζ = ``zeta`` and 0) simulated on ``x`` and measured against ``reference``
+    (:func:`read_reference`).  ζ alone is deterministic, so it gets one trial; noise and α
+    spread get ``trials`` seeds ``seed``, ``seed + 1``, ...  One row per trial, with its
+    settings, metrics and simulation seconds."""
+    from .simulator import simulate
+    from .spiking import spiking_network
+
+    if knob not in ROBUSTNESS_KNOBS:
+        raise ValueError(f"robustness knob {knob!r} is not one of {ROBUSTNESS_KNOBS}")
+    rows = []
+    for trial in range(1 if knob == "zeta" else trials):
+        settings = {"zeta": zeta, "noise_sigma": 0.0, "alpha_sigma": 0.0, knob: value}
+        snn = spiking_network(network, zeta=settings["zeta"], alpha_sigma=settings["alpha_sigma"],
+                              alpha_seed=seed + trial)
+        started = time.perf_counter()
+        simulation = simulate(snn, x, engine=engine, batch_size=batch_size, noise_sigma=settings["noise_sigma"],
+                              noise_seed=seed + trial)
+        seconds = time.perf_counter() - started
+        metrics = summarize(reference["original_predictions"], simulation, labels=reference["labels"],
+                            scaled_predictions=reference["scaled_predictions"], net=snn)
+        rows.append({
+            "knob": knob, "value": value, "trial": trial, "seed": seed + trial, **settings, "test_samples": len(x),
+            **{key: metrics[key] for key in ("accuracy_original", "accuracy_snn", "agreement", "latency",
+                                             "deviating_spikes")},
+            "runtime_s": seconds,
+        })
+    return rows
