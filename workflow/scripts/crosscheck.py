@@ -1,6 +1,6 @@
 """Rule crosscheck: one benchmark's spiking networks re-simulated in Brian2 and compared."""
 
-from wfutil import atomic, open_data, start
+from wfutil import atomic, start
 
 log = start(snakemake)
 
@@ -8,6 +8,7 @@ import pandas as pd
 
 import exactsnn
 from exactsnn.crosscheck import crosscheck
+from exactsnn.datasets import open_data
 
 p = snakemake.params
 data = open_data(snakemake.input.dataset)

@@ -2,7 +2,7 @@
 
 import sys
 
-from wfutil import save_dataset, start
+from wfutil import start
 
 log = start(snakemake)
 
@@ -32,4 +32,4 @@ log.info(
     dataset.input_range,
     dataset.num_classes,
 )
-save_dataset(snakemake.output.dataset, dataset)
+dataset.save(snakemake.output.dataset)

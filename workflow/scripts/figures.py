@@ -1,11 +1,12 @@
 """Rule figures: one test sample through the spiking network, drawn as in the paper's Figure 4."""
 
-from wfutil import atomic, open_data, start
+from wfutil import atomic, start
 
 log = start(snakemake)
 
 import exactsnn
 from exactsnn import plots
+from exactsnn.datasets import open_data
 
 p = snakemake.params
 network = exactsnn.load(snakemake.input.snn)

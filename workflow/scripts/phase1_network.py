@@ -3,10 +3,11 @@ and what a Phase 1 part holds in memory at the batch size ACTIVATION_BUDGET allo
 
 import time
 
-from wfutil import atomic, open_data, start, write_json
+from wfutil import atomic, start, write_json
 
 log = start(snakemake)
 
+from exactsnn.datasets import open_data
 from exactsnn.importers import import_model
 from exactsnn.preprocess import fold_network, phase1_memory, scale_weights
 

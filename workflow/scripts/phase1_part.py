@@ -4,11 +4,12 @@ logits (exactsnn.measure.reference_predictions)."""
 
 import time
 
-from wfutil import open_data, read_json, start
+from wfutil import read_json, start
 
 log = start(snakemake)
 
 from exactsnn import serialize
+from exactsnn.datasets import open_data
 from exactsnn.importers import read_model
 from exactsnn.measure import original_logits, reference_predictions
 from exactsnn.preprocess import batch_ranges, part_maxima

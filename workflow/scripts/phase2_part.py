@@ -1,24 +1,23 @@
 """Rule phase2_part: simulate the spiking networks (one per neuron model) on one part of the test set."""
 
-import json
 import time
-from pathlib import Path
 
-from wfutil import open_data, start
+from wfutil import read_json, start
 
 log = start(snakemake)
 
 import exactsnn
 from exactsnn import serialize
+from exactsnn.datasets import open_data
 from exactsnn.simulator import Simulation
 
 p = snakemake.params
 part = int(snakemake.wildcards.part)
 data = open_data(snakemake.input.dataset, p.test_samples)
-first, stop = data.parts(p.parts)[part]
+first, stop = data.test_parts(p.parts)[part]
 log.info("part %d of %d: test samples [%d, %d)", part, p.parts, first, stop)
 x, _ = data.test(first, stop)
-memory = json.loads(Path(snakemake.input.memory).read_text())
+memory = read_json(snakemake.input.memory)
 
 simulations, seconds = {}, {}
 for path in snakemake.input.networks:

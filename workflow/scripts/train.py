@@ -2,19 +2,17 @@
 
 import time
 
-from wfutil import atomic, load_dataset, start, write_json
+from wfutil import atomic, start, write_json
 
 log = start(snakemake)
 
 from exactsnn import architectures, training
+from exactsnn.datasets import Dataset
 
 p = snakemake.params
-dataset = load_dataset(snakemake.input.dataset)
-model = architectures.build(
-    p.architecture, dataset.input_shape, dataset.num_classes, seed=p.seed, **p.options
-)
+dataset = Dataset.load(snakemake.input.dataset)
+model = architectures.build(p.architecture, dataset.input_shape, dataset.num_classes, seed=p.seed, **p.options)
 model.summary(print_fn=log.info)
-
 weights = snakemake.input.weights
 weights = [weights] if isinstance(weights, str) else list(weights)
 
@@ -24,30 +22,18 @@ if weights:
     training.load_weights(model, weights[0])
     history = {}
 else:
-    result = training.train(
-        model,
-        dataset,
-        recipe=p.recipe,
-        epochs=p.epochs,
-        fraction=p.fraction,
-        seed=p.seed,
-        batch_size=p.batch_size,
-    )
-    history = getattr(result, "history", result) or {}
-
+    history = training.train(model, dataset, recipe=p.recipe, epochs=p.epochs, fraction=p.fraction, seed=p.seed,
+                             batch_size=p.batch_size).history
 with atomic(snakemake.output.model) as tmp:
     model.save(tmp)
-write_json(
-    snakemake.output.history,
-    {
-        "architecture": p.architecture,
-        "recipe": p.recipe,
-        "epochs": p.epochs,
-        "fraction": p.fraction,
-        "seed": p.seed,
-        "batch_size": p.batch_size,
-        "weights": weights[0] if weights else None,
-        "seconds": time.perf_counter() - started,
-        "history": {k: [float(v) for v in vals] for k, vals in dict(history).items()},
-    },
-)
+write_json(snakemake.output.history, {
+    "architecture": p.architecture,
+    "recipe": p.recipe,
+    "epochs": p.epochs,
+    "fraction": p.fraction,
+    "seed": p.seed,
+    "batch_size": p.batch_size,
+    "weights": weights[0] if weights else None,
+    "seconds": time.perf_counter() - started,
+    "history": {k: [float(v) for v in vals] for k, vals in history.items()},
+})
