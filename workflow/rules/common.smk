@@ -91,6 +91,12 @@ IMAGESET_TEST_SAMPLES = (
 )
 
 validate_config(config)
+# A trained dataset that `datasets` does not list is read as the schema's defaults say: give it
+# an empty entry and let the schema fill it in.
+for _row in config["benchmarks"]:
+    if _row["dataset"] not in IMAGESETS:
+        config["datasets"].setdefault(_row["dataset"], {})
+validate(config, SCHEMA)
 
 # Benchmarks indexed as BENCHMARKS[dataset][model], so that values are looked up by
 # path: lookup(dpath="{dataset}/{model}/epochs", within=BENCHMARKS).
@@ -119,11 +125,15 @@ def one_of(names):
 TRAINED = [d for d in DATASETS if d not in IMAGESETS]
 
 
+def output_of(pattern, wildcards):
+    """A rule's output `pattern` (rules.X.output.key) with the job's wildcards filled in."""
+    return expand(pattern, **wildcards)[0]
+
+
 def dataset_file(wildcards):
     """What the data stage wrote for a dataset: one .npz, or a .json describing image shards."""
-    if wildcards.dataset in IMAGESETS:
-        return f"results/data/{wildcards.dataset}/dataset.json"
-    return f"results/data/{wildcards.dataset}/dataset.npz"
+    data = {"places365": rules.places365_data, "pass": rules.pass_data}.get(wildcards.dataset, rules.data)
+    return output_of(data.output.dataset, wildcards)
 
 
 def imageset_value(key):
@@ -138,10 +148,7 @@ def benchmark_value(key):
 
 def dataset_spec(wildcards):
     """Where the data for one dataset comes from (see config/README.md, `datasets`)."""
-    spec = dict(path=None, system_dir=None, download=True, seed=0)
-    spec.update(config["datasets"].get(wildcards.dataset, {}))
-    spec["cache_dir"] = config["data"]["cache_dir"]
-    return spec
+    return {**config["datasets"][wildcards.dataset], "cache_dir": config["data"]["cache_dir"]}
 
 
 def weights_input(wildcards):
@@ -157,18 +164,22 @@ def is_onnx(dataset, model):
 
 
 def trained_model(wildcards):
-    """The network Phase 1 reads: the ONNX copy (onnx_model) or the Keras model (train, ...)."""
-    suffix = "onnx" if is_onnx(wildcards.dataset, wildcards.model) else "keras"
-    return f"results/train/{wildcards.dataset}/{wildcards.model}/model.{suffix}"
+    """The network Phase 1 reads: the Caffe or Keras import of an image set's network, the
+    ONNX copy (onnx_model) or the trained Keras model (train)."""
+    if wildcards.dataset in IMAGESETS:
+        made = {"places365": rules.places365_model, "pass": rules.pass_model}[wildcards.dataset]
+    else:
+        made = rules.onnx_model if is_onnx(wildcards.dataset, wildcards.model) else rules.train
+    return output_of(made.output.model, wildcards)
 
 
-def part_files(stage, key):
-    """Input function: the part files of one benchmark's `stage` (phase1, phase2), as many as
-    the benchmark's `key` says, in order."""
+def part_files(rule, key):
+    """Input function: the part files `rule` (phase1_part, phase2_part) writes for one
+    benchmark, as many as the benchmark's `key` says, in order."""
 
     def files(wildcards):
         return expand(
-            f"results/{stage}/{{dataset}}/{{model}}/parts/{{part}}.npz",
+            getattr(rules, rule).output.part,
             dataset=wildcards.dataset,
             model=wildcards.model,
             part=range(BENCHMARKS[wildcards.dataset][wildcards.model][key]),
@@ -177,8 +188,8 @@ def part_files(stage, key):
     return files
 
 
-phase1_parts = part_files("phase1", "phase1_parts")
-phase2_parts = part_files("phase2", "parts")
+phase1_parts = part_files("phase1_part", "phase1_parts")
+phase2_parts = part_files("phase2_part", "parts")
 
 
 def limit_local_memory(share=0.9):
@@ -221,11 +232,14 @@ def format_value(value):
     return repr(float(value))
 
 
+def per_benchmark(pattern, refs, **more):
+    """`pattern` (a rule's output) for each (dataset, model) of `refs`, times the values of
+    `more` (further wildcards), in the order of `refs`."""
+    return [path for ref in refs for path in expand(pattern, dataset=ref["dataset"], model=ref["model"], **more)]
+
+
 def all_metrics():
-    return [
-        f"results/measure/{row['dataset']}/{row['model']}/metrics.json"
-        for row in config["benchmarks"]
-    ]
+    return per_benchmark(rules.measure.output.metrics, config["benchmarks"])
 
 
 def published_values():
@@ -240,20 +254,16 @@ def published_values():
 
 def robustness_points(wildcards=None):
     return [
-        f"results/robustness/{ref['dataset']}/{ref['model']}/{knob}/{value}.csv"
+        path
         for ref in config["robustness"]["benchmarks"]
         for knob in KNOBS
-        for value in robustness_values(knob)
+        for path in per_benchmark(rules.robustness_point.output.table, [ref], knob=knob, value=robustness_values(knob))
     ]
 
 
 def robustness_plots():
-    return [
-        f"results/robustness/{ref['dataset']}/{ref['model']}/{knob}.png"
-        for ref in config["robustness"]["benchmarks"]
-        for knob in KNOBS
-        if config["robustness"][knob]
-    ]
+    swept = [knob for knob in KNOBS if config["robustness"][knob]]
+    return per_benchmark(rules.robustness_plot.output.plot, config["robustness"]["benchmarks"], knob=swept)
 
 
 FIGURES = ("raster", "histogram", "potentials", "output")
@@ -266,23 +276,24 @@ NEURONS = ("alpha", "b1")
 
 def figure_files():
     return [
-        f"results/figures/{ref['dataset']}/{ref['model']}/{name}.png"
+        path
         for ref in config["figures"]["benchmarks"]
         for name in FIGURES
+        for path in per_benchmark(getattr(rules.figures.output, name), [ref])
     ]
 
 
 def crosscheck_files(wildcards=None):
     refs = config["crosscheck"]["benchmarks"] or config["benchmarks"]
-    return [f"results/crosscheck/{ref['dataset']}/{ref['model']}.csv" for ref in refs]
+    return per_benchmark(rules.crosscheck.output.table, refs)
 
 
 def final_outputs():
-    outputs = ["results/table.csv", "results/table.md", "results/table.html"]
+    outputs = [str(path) for path in rules.table.output]
     if config["crosscheck"]["enabled"]:
-        outputs.append("results/crosscheck.csv")
+        outputs += [str(path) for path in rules.crosscheck_table.output]
     if robustness_points():
-        outputs += ["results/robustness.csv", "results/robustness.html"]
+        outputs += [str(path) for path in rules.robustness_table.output]
         outputs += robustness_plots()
     outputs += figure_files()
     return outputs + [embedded_figure_file(path) for path in outputs if path.endswith(".png")]
@@ -291,4 +302,4 @@ def final_outputs():
 def embedded_figure_file(png):
     """The front page's copy of a figure (rule embedded_figure); report/workflow.rst spells it too."""
     figure = png.removeprefix("results/").removesuffix(".png")
-    return f"results/report/embedded/{figure}.html"
+    return expand(rules.embedded_figure.output[0], figure=figure)[0]

@@ -29,7 +29,8 @@ rule pass_model:
         history="results/train/pass/{model}/history.json",
     params:
         weights=lambda wc: BENCHMARKS["pass"][wc.model]["weights"],
-        size=lookup(dpath="datasets/pass/size", within=config, default=224),
+        # (the schema's default fills it in; None only where no benchmark uses PASS: no job then)
+        size=lookup(dpath="datasets/pass/size", within=config, default=None),
     log:
         "logs/train/pass/{model}.log",
     conda:
