@@ -186,19 +186,7 @@ def fold_channel_affine(layer: Synapses, scale: np.ndarray, shift: np.ndarray) -
     """
     scale = np.broadcast_to(np.asarray(scale, np.float64), layer.input_shape[-1:])
     shift = np.broadcast_to(np.asarray(shift, np.float64), layer.input_shape[-1:])
-    if isinstance(layer, DenseSynapses):
-        bias = layer.bias + np.broadcast_to(shift, layer.input_shape).ravel() @ layer.weight
-    else:
-        bias = layer.bias + layer.linear(np.broadcast_to(shift, (1,) + layer.input_shape))[0]
-    return replace(_scale_inputs(layer, scale), bias=bias)
-
-
-def _scale_inputs(layer: Synapses, scale: np.ndarray) -> Synapses:
-    """W' = W · diag(scale) for a per-input-channel ``scale`` (tiled over a flat input)."""
-    if isinstance(layer, DenseSynapses):
-        rows = np.broadcast_to(scale, layer.input_shape).ravel()
-        return replace(layer, weight=layer.weight * rows[:, None])
-    return replace(layer, weight=layer.weight * scale[None, None, :, None])
+    return replace(layer, weight=layer.input_scaled(scale), bias=layer.bias + layer.on_constant(shift))
 
 
 def fold_output_affine(layer: Synapses, scale: np.ndarray, shift: np.ndarray) -> Synapses:
@@ -606,7 +594,7 @@ def scale_weights(net: PreprocessedNetwork, lower: float = -10.0, upper: float =
 
 
 def _divide_inputs(group: Synapses, f: np.ndarray) -> Synapses:
-    return _scale_inputs(group, np.broadcast_to(1.0 / f, group.input_shape[-1:]))
+    return replace(group, weight=group.input_scaled(np.broadcast_to(1.0 / f, group.input_shape[-1:])))
 
 
 def batch_ranges(n: int, batch_size: int, parts: int = 1, part: int = 0) -> list[tuple[int, int]]:

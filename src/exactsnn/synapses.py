@@ -182,6 +182,15 @@ class DenseSynapses(Synapses):
         weight = self.weight if weight is None else weight
         return inputs @ weight.reshape(inputs.shape[1], -1)
 
+    def on_constant(self, value: np.ndarray) -> np.ndarray:
+        """W c for the input c that is ``value`` (per input channel) everywhere."""
+        return np.broadcast_to(value, self.input_shape).ravel() @ self.weight
+
+    def input_scaled(self, scale: np.ndarray) -> np.ndarray:
+        """W · diag(s) for ``scale`` s per input channel, tiled over the flattened input."""
+        rows = np.broadcast_to(scale, self.input_shape).ravel()
+        return self.weight * rows[:, None]
+
     def tf_inputs(self, x):
         """The input as :meth:`tf_product` reads it, in TensorFlow: flattened."""
         tf = ops._tf()
@@ -259,6 +268,15 @@ class ConvSynapses(Synapses):
         """Σ_j W_ij x_j of :meth:`inputs` (a ``valid`` convolution); ``weight`` (default W) of W's shape."""
         weight = self.weight if weight is None else weight
         return ops.conv2d(inputs, weight, self.strides, self.dilation).numpy()
+
+    def on_constant(self, value: np.ndarray) -> np.ndarray:
+        """W c for the input c that is ``value`` (per input channel) everywhere, with zero
+        padding: a map, since near the borders fewer taps see the constant."""
+        return self.linear(np.broadcast_to(value, (1,) + self.input_shape))[0]
+
+    def input_scaled(self, scale: np.ndarray) -> np.ndarray:
+        """W · diag(s) for ``scale`` s per input channel."""
+        return self.weight * scale[None, None, :, None]
 
     def tf_inputs(self, x):
         """The input as :meth:`tf_product` reads it, in TensorFlow: cropped to ``used`` (the
