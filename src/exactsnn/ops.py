@@ -99,7 +99,7 @@ def pad_input(x, pads, used, value: float):
     """Crop ``x`` (N, H, W, C) to its first ``used`` rows/columns, then pad with ``value``.
 
     ``pads`` is (top, bottom, left, right).  The crop exists for averaging pools folded into
-    a convolution (see :func:`exactsnn.preprocess.fold_avg_pool_into_conv`).
+    a convolution (see :func:`exactsnn.folding.fold_avg_pool_into_conv`).
     """
     x = np.asarray(x, np.float64)[:, : used[0], : used[1], :]
     top, bottom, left, right = pads

@@ -15,7 +15,7 @@ from functools import cached_property
 import numpy as np
 
 from .neurons import AlphaNeuron, neuron_model
-from .preprocess import PreprocessedNetwork
+from .preprocessed import PreprocessedNetwork
 from .synapses import Synapses
 from .serialize import register
 
