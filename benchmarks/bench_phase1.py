@@ -8,7 +8,7 @@ downloaded), uniform inputs in [0, 255].  ``network``: import, fold and scale th
 and save the scaled network (rule phase1_network).  ``part``: X_n over ``--images`` images in
 batches of ``--batch-size``, then the reference predictions of one chunk of ``--chunk`` images,
 the original in float64 built once (rule phase1_part).  Printed per job: peak memory (VmHWM)
-against :func:`exactsnn.preprocess.phase1_memory`'s estimate at the same batch and chunk, and
+against :func:`exactsnn.simulator.memory.phase1_memory`'s estimate at the same batch and chunk, and
 seconds per image of each forward pass; then the estimate at the workflow's batch size
 (ACTIVATION_BUDGET) and chunk (phase1.batch_size, 1000).
 """
@@ -37,7 +37,8 @@ def worker(args) -> dict:
     from exactsnn import serialize
     from exactsnn.importers import import_model
     from exactsnn.measure import original_logits, reference_predictions
-    from exactsnn.preprocess import batch_ranges, fold_network, part_maxima, phase1_memory, scale_weights
+    from exactsnn.preprocess import batch_ranges, fold_network, part_maxima, scale_weights
+    from exactsnn.simulator.memory import phase1_memory
 
     d = Path(args.workdir)
     if args.worker == "network":
@@ -85,7 +86,7 @@ def main() -> None:
         res = subprocess.run(cmd, capture_output=True, text=True, check=True)
         out[job] = json.loads(res.stdout.strip().splitlines()[-1])
     from exactsnn import serialize
-    from exactsnn.preprocess import phase1_memory
+    from exactsnn.simulator.memory import phase1_memory
 
     net = serialize.load(d / "scaled.npz")
     gib = 2**30

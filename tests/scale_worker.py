@@ -27,7 +27,8 @@ def phase1_part(workdir: Path, n: int, parts: int, part: int, x) -> dict:
 
     from exactsnn import serialize
     from exactsnn.measure import original_logits, reference_predictions
-    from exactsnn.preprocess import batch_ranges, part_maxima, phase1_memory
+    from exactsnn.preprocess import batch_ranges, part_maxima
+    from exactsnn.simulator.memory import phase1_memory
 
     net = serialize.load(workdir / "scaled.npz")
     ranges = batch_ranges(n, 2, parts, part)

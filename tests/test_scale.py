@@ -72,7 +72,8 @@ def test_a_phase1_part_at_224_peaks_as_one_batch_whatever_the_sample(tmp_path):
     below the estimate that sizes the SLURM request; the parts' merged X_n is the unsplit X_n
     bit for bit."""
     from exactsnn.importers import import_model
-    from exactsnn.preprocess import fold_network, max_activations, merge_maxima, phase1_memory, scale_weights
+    from exactsnn.preprocess import fold_network, max_activations, merge_maxima, scale_weights
+    from exactsnn.simulator.memory import phase1_memory
 
     model = narrow_vgg16()
     model.save(tmp_path / "model.keras")

@@ -36,7 +36,7 @@ __all__ = [
     "FoldingError", "GlobalAvgPoolStep", "Pool", "PreprocessedNetwork", "Synapses", "ZeroPaddingStep",
     "batch_ranges", "fold_avg_pool_into_conv", "fold_avg_pool_into_dense", "fold_channel_affine", "fold_flatten",
     "fold_global_avg_pool", "fold_network", "fold_output_affine", "fold_zero_padding", "max_activations",
-    "merge_maxima", "part_maxima", "phase1_memory", "preprocess", "scale_weights",
+    "merge_maxima", "part_maxima", "preprocess", "scale_weights",
 ]
 
 
@@ -92,29 +92,6 @@ def merge_maxima(parts, samples) -> np.ndarray:
     if len({p.shape for p in parts}) != 1:
         raise ValueError(f"the parts' maxima have different shapes: {sorted({p.shape for p in parts})}")
     return np.max(np.stack(parts), axis=0)
-
-
-def phase1_memory(net: PreprocessedNetwork, chunk: int):
-    """An upper estimate of what a Phase 1 part holds (:class:`exactsnn.simulator.memory.SimulationMemory`:
-    ``total(batch)`` bytes for forward batches of ``batch``), ``chunk`` test samples read at a
-    time for the reference predictions.
-
-    Fixed: the process (the simulator's ``RUNTIME_BYTES``); per weight of the scaled network,
-    its NumPy array and TensorFlow constant (float64), and the original (counted by the same
-    weights) as loaded and as read from its file (float32), its float64 copy and, while the copy's
-    weights are set, their float64 and float32 temporaries; the bias maps; a chunk of raw inputs
-    and its float64 copy.  Per sample of a batch: the widest layer's activations
-    (:meth:`PreprocessedNetwork.sample_bytes`) of the scaled network and as much again for the
-    original's forward pass, and the raw input.  ``benchmarks/bench_phase1.py``: VGG16 at
-    224×224, batches of 2, a chunk of 2, peaked at 7.34 GiB (8.58 estimated)."""
-    from .simulator.memory import RUNTIME_BYTES, UNLISTED, SimulationMemory
-
-    weights = sum(int(np.prod(g.weight.shape)) for layer in net.layers for g in layer.groups)
-    biases = sum(int(np.size(layer.bias)) for layer in net.layers)
-    inputs = int(np.prod(net.input_shape))
-    items = weights * (8 + 8 + 4 + 4 + 8 + 8 + 4) + 8 * biases + 2 * 8 * inputs * int(chunk)
-    per_sample = 2 * net.sample_bytes() + 8 * inputs
-    return SimulationMemory(fixed=int(RUNTIME_BYTES + UNLISTED * items), per_sample=int(UNLISTED * per_sample))
 
 
 def preprocess(graph: ir.Graph, x_sample, *, input_range=(0.0, 1.0), lower=-10.0, upper=0.99,

@@ -9,7 +9,8 @@ log = start(snakemake)
 
 from exactsnn.datasets import open_data
 from exactsnn.importers import import_model
-from exactsnn.preprocess import fold_network, phase1_memory, scale_weights
+from exactsnn.preprocess import fold_network, scale_weights
+from exactsnn.simulator.memory import phase1_memory
 
 p = snakemake.params
 data = open_data(snakemake.input.dataset, p.test_samples)

@@ -7,7 +7,8 @@ walk; per sample, the widest layer's tensors while it is stepped: its input valu
 z, the values and flags, the float32 inputs and products of the edge majorant
 (:mod:`.fastpath`).  :func:`simulation_memory` adds these up from the network's shapes, without
 running it; the benchmark ``benchmarks/bench_scale.py`` and ``tests/test_scale.py`` check it
-against measured peaks.
+against measured peaks.  :func:`phase1_memory` does the same for a Phase 1 part (X_n and the
+reference predictions), which holds the scaled network and the original's float64 copy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..preprocessed import PreprocessedNetwork
 from ..spiking import SpikingNetwork
 from ..synapses import ConvSynapses
 from .fastpath import MAX_CONV_EDGE_BINS, MAX_EDGE_BINS
@@ -75,3 +77,24 @@ def simulation_memory(net: SpikingNetwork) -> SimulationMemory:
     # all float32 copies and per-neuron maps were kept (8.30 GiB since, 10.5 estimated).
     network = (fixed - RUNTIME_BYTES) * UNLISTED
     return SimulationMemory(fixed=int(RUNTIME_BYTES + network), per_sample=int(per_sample * UNLISTED))
+
+
+def phase1_memory(net: PreprocessedNetwork, chunk: int):
+    """An upper estimate of what a Phase 1 part holds (a :class:`SimulationMemory`:
+    ``total(batch)`` bytes for forward batches of ``batch``), ``chunk`` test samples read at a
+    time for the reference predictions.
+
+    Fixed: the process (the simulator's ``RUNTIME_BYTES``); per weight of the scaled network,
+    its NumPy array and TensorFlow constant (float64), and the original (counted by the same
+    weights) as loaded and as read from its file (float32), its float64 copy and, while the copy's
+    weights are set, their float64 and float32 temporaries; the bias maps; a chunk of raw inputs
+    and its float64 copy.  Per sample of a batch: the widest layer's activations
+    (:meth:`PreprocessedNetwork.sample_bytes`) of the scaled network and as much again for the
+    original's forward pass, and the raw input.  ``benchmarks/bench_phase1.py``: VGG16 at
+    224×224, batches of 2, a chunk of 2, peaked at 7.34 GiB (8.58 estimated)."""
+    weights = sum(int(np.prod(g.weight.shape)) for layer in net.layers for g in layer.groups)
+    biases = sum(int(np.size(layer.bias)) for layer in net.layers)
+    inputs = int(np.prod(net.input_shape))
+    items = weights * (8 + 8 + 4 + 4 + 8 + 8 + 4) + 8 * biases + 2 * 8 * inputs * int(chunk)
+    per_sample = 2 * net.sample_bytes() + 8 * inputs
+    return SimulationMemory(fixed=int(RUNTIME_BYTES + UNLISTED * items), per_sample=int(UNLISTED * per_sample))
