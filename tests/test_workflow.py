@@ -22,6 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 CONFIG = ROOT / "config"
+SCENARIOS = ROOT / ".test"  # one folder per test scenario: a config and what makes its inputs
 
 # Every rule the paper config must plan (a rule with no job would mean a row is not wired up).
 PAPER_RULES = {
@@ -89,6 +90,16 @@ def digits_row(model="fc", architecture="digits_fc", **extra) -> dict:
     }
     row.update(extra)
     return row
+
+
+def scenario_fixtures(name: str):
+    """The module that writes the inputs of the test scenario .test/<name>/ (make_fixtures.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_fixtures", SCENARIOS / name / "make_fixtures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def job_counts(stdout: str) -> dict[str, int]:
@@ -311,11 +322,7 @@ def _run_until_killed(config: Path, workdir: Path, marker: Path, timeout: float 
 
 @pytest.mark.workflow
 def test_resume_after_killed_job_gives_the_same_table(tmp_path):
-    config = write_config(
-        tmp_path / "small.yaml",
-        benchmarks=[digits_row(parts=3)],
-        phase2={"batch_size": 16},
-    )
+    config = SCENARIOS / "config_digits" / "config.yaml"
     fresh = tmp_path / "fresh"
     result = snakemake("--cores", "2", "--configfile", str(config), workdir=fresh)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -381,159 +388,15 @@ def test_phase1_in_parts_gives_the_unsplit_network_and_reference(tmp_path):
 
 # ------------------------------------------------------------------------------- image sets
 
-TINY_PROTOTXT = """
-name: "tiny_vgg"
-layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 16 dim: 16 } } }
-layer { name: "conv1_1" type: "Convolution" bottom: "data" top: "conv1_1"
-        convolution_param { num_output: 4 kernel_size: 3 pad: 1 } }
-layer { name: "relu1_1" type: "ReLU" bottom: "conv1_1" top: "conv1_1" }
-layer { name: "pool1" type: "Pooling" bottom: "conv1_1" top: "pool1" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "conv2_1" type: "Convolution" bottom: "pool1" top: "conv2_1"
-        convolution_param { num_output: 6 kernel_size: 3 pad: 1 } }
-layer { name: "relu2_1" type: "ReLU" bottom: "conv2_1" top: "conv2_1" }
-layer { name: "pool2" type: "Pooling" bottom: "conv2_1" top: "pool2" pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
-layer { name: "fc6" type: "InnerProduct" bottom: "pool2" top: "fc6" inner_product_param { num_output: 12 } }
-layer { name: "relu6" type: "ReLU" bottom: "fc6" top: "fc6" }
-layer { name: "fc8a" type: "InnerProduct" bottom: "fc6" top: "fc8a" inner_product_param { num_output: 5 } }
-layer { name: "prob" type: "Softmax" bottom: "fc8a" top: "prob" }
-"""
-
-
-def _write_caffe_fixture(folder: Path, rng) -> tuple[Path, Path]:
-    """A tiny VGG-like Caffe net (random weights) as deploy.prototxt + .caffemodel."""
-    import numpy as np
-
-    from exactsnn.importers import caffe
-
-    shapes = {
-        "conv1_1": [(4, 3, 3, 3), (4,)],
-        "conv2_1": [(6, 4, 3, 3), (6,)],
-        "fc6": [(12, 6 * 4 * 4), (12,)],
-        "fc8a": [(5, 12), (5,)],
-    }
-    classes = caffe.caffe_schema()
-    net = classes["NetParameter"]()
-    net.name = "tiny_vgg"
-    for name, blob_shapes in shapes.items():
-        layer = net.layer.add()
-        layer.name = name
-        layer.type = "Convolution" if len(blob_shapes[0]) == 4 else "InnerProduct"
-        for shape in blob_shapes:
-            fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            values = rng.standard_normal(shape) / np.sqrt(fan_in) / (100.0 if name == "conv1_1" else 1.0)
-            blob = layer.blobs.add()
-            blob.shape.dim.extend(shape)
-            blob.data.extend(values.astype(np.float32).reshape(-1).tolist())
-    prototxt = folder / "deploy.prototxt"
-    prototxt.write_text(TINY_PROTOTXT)
-    caffemodel = folder / "tiny.caffemodel"
-    caffemodel.write_bytes(net.SerializeToString())
-    return prototxt, caffemodel
-
-
-def _write_image(path: Path, rng, mode="RGB", size=20) -> None:
-    import numpy as np
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
-    image = Image.fromarray(pixels)
-    (image.convert("L") if mode == "L" else image).save(path)
-
-
-def _write_imageset_fixtures(root: Path, rng) -> dict:
-    # Places365-like: nested categories for the X_n sample, a labelled validation folder.
-    for category in ("a/airfield", "b/bar", "b/bakery/shop", "c/canyon", "d/dock"):
-        for k in range(3):
-            _write_image(root / "places" / "train" / category / f"{k:08d}.jpg", rng)
-    lines = []
-    for k in range(1, 10):
-        name = f"Places365_val_{k:08d}.jpg"
-        _write_image(root / "places" / "val" / name, rng)
-        lines.append(f"{name} {k % 5}")
-    (root / "places" / "places365_val.txt").write_text("\n".join(lines) + "\n")
-    # PASS as distributed: tar shards PASS.k.tar holding PASS_dataset/k/..., read without
-    # unpacking; one corrupt file and one grayscale image among 24.
-    import shutil
-    import tarfile
-
-    unpacked = root / "unpacked" / "PASS_dataset"
-    files = [unpacked / str(k % 4) / f"img{k:03d}.png" for k in range(24)]
-    for k, path in enumerate(files):
-        if k == 5:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(b"not an image")
-        else:
-            _write_image(path, rng, mode="L" if k == 11 else "RGB")
-    (root / "pass").mkdir()
-    for k in range(4):
-        with tarfile.open(root / "pass" / f"PASS.{k}.tar", "w") as tar:
-            tar.add(unpacked / str(k), arcname=f"PASS_dataset/{k}")
-    shutil.rmtree(root / "unpacked")
-    return {"places": root / "places", "pass": root / "pass"}
-
-
-def _write_pass_model(path: Path) -> None:
-    """A small VGG-like Keras model (random weights) for 16x16 RGB inputs."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((16, 16, 3)),
-            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(6, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Flatten(),
-            keras.layers.Dense(12, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
-    )
-    model.save(path)
-
-
 @pytest.mark.workflow
 def test_places365_and_pass_rows_end_to_end(tmp_path):
     import json
 
     import numpy as np
 
-    rng = np.random.default_rng(0)
-    data = _write_imageset_fixtures(tmp_path / "data", rng)
-    prototxt, caffemodel = _write_caffe_fixture(tmp_path, rng)
-    pass_model = tmp_path / "tiny_vgg.keras"
-    _write_pass_model(pass_model)
-    config = write_config(
-        tmp_path / "images.yaml",
-        benchmarks=[
-            {"dataset": "places365", "model": "tiny", "prototxt": str(prototxt), "weights": str(caffemodel), "parts": 2},
-            {"dataset": "pass", "model": "tiny", "weights": str(pass_model), "parts": 2},
-        ],
-        datasets={
-            "places365": {
-                "val_dir": str(data["places"] / "val"),
-                "val_labels": str(data["places"] / "places365_val.txt"),
-                "train_dir": str(data["places"] / "train"),
-                "per_category": 2,
-                "part_size": 5,
-                "size": 16,
-                "workers": 1,
-            },
-            "pass": {
-                "root": str(data["pass"]),
-                "part_size": 6,
-                "stride": 8,
-                "xn_offset": 16,
-                "xn_count": 6,
-                "size": 16,
-                "workers": 1,
-            },
-        },
-        phase2={"relu_reference": True},
-        figures={"benchmarks": [{"dataset": "pass", "model": "tiny"}]},
-    )
     run = tmp_path / "run"
+    scenario_fixtures("config_imagesets").make(run)
+    config = SCENARIOS / "config_imagesets" / "config.yaml"
     result = snakemake("--cores", "2", "--configfile", str(config), workdir=run, timeout=900)
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
 
@@ -558,7 +421,7 @@ def test_places365_and_pass_rows_end_to_end(tmp_path):
 
     assert info["skipped"] == len(bad & set(used(listed[0:8]) + used(listed[8:16])))
     assert info["test_count"] == 12 and info["parts"] == [[0, 6], [6, 12]] and info["sample_count"] == 6
-    assert "tar shards" in info["source"] and not list((data["pass"]).glob("PASS_dataset"))
+    assert "tar shards" in info["source"] and not list((run / "data" / "pass").glob("PASS_dataset"))
     assert table.loc["pass"].test_samples == info["test_count"]
     places_info = json.loads((run / "results" / "data" / "places365" / "dataset.json").read_text())
     assert places_info["parts"] == [[0, 5], [5, 9]]
