@@ -614,7 +614,9 @@ def test_dataset_sample_in_batches_is_the_whole_sample(count):
 def test_dataset_saved_and_opened_with_its_test_set_cut(tmp_path):
     toy = _toy(np.random.default_rng(1))
     toy.save(tmp_path / "dataset.npz")
-    back = datasets.open_data(tmp_path / "dataset.npz", test_samples=3)
+    from exactsnn.imagesets import open_data
+
+    back = open_data(tmp_path / "dataset.npz", test_samples=3)
     for name in ("x_train", "y_train"):
         assert np.array_equal(getattr(back, name), getattr(toy, name))
     assert np.array_equal(back.test(0, 10)[0], toy.x_test[:3]) and back.n_test == 3

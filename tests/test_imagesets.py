@@ -378,7 +378,7 @@ def _image_set(tmp_path, **details):
 def test_image_set_saved_and_loaded_keeps_every_key(tmp_path):
     import json
 
-    from exactsnn.datasets import open_data
+    from exactsnn.imagesets import open_data
 
     _image_set(tmp_path, source="here", skipped_reasons={}).save(tmp_path / "dataset.json")
     keys = json.loads((tmp_path / "dataset.json").read_text())

@@ -169,17 +169,6 @@ class Dataset:
 _SAVED_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def open_data(path: str | os.PathLike, test_samples: int | None = None):
-    """The dataset a data rule wrote: a :class:`Dataset` (``.npz``, its test set cut to the
-    first ``test_samples``) or an :class:`exactsnn.imagesets.ImageSet` (``.json``, always whole:
-    its parts were fixed when it was written)."""
-    if os.fspath(path).endswith(".npz"):
-        return Dataset.load(path).subset(test=test_samples)
-    from .imagesets import ImageSet
-
-    return ImageSet.load(path)
-
-
 def part_range(n: int, parts: int, part: int) -> tuple[int, int]:
     """Samples [start, stop) of part ``part`` when ``n`` samples are split into ``parts``."""
     return part * n // parts, (part + 1) * n // parts

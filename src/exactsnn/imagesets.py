@@ -40,7 +40,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import Dataset, sample_index
+
 __all__ = [
+    "open_data",
     "CAFFE_BGR_MEAN",
     "PLACES365_INPUT_RANGE",
     "PASS_INPUT_RANGE",
@@ -910,8 +913,6 @@ class ImageSet:
     def sample(self, count: int | None = None, seed: int = 0, start: int = 0, stop: int | None = None) -> np.ndarray:
         """As :meth:`exactsnn.datasets.Dataset.sample`; only the shards holding the sample's
         images [start, stop) are read."""
-        from .datasets import sample_index
-
         index = sample_index(self.sample_size(), count, seed)[start:stop]
         images = read_shards(self._folder(self.sample_dir), index[0], index[-1] + 1)
         return PREPROCESS[self.preprocess](images[index - index[0]])
@@ -920,3 +921,13 @@ class ImageSet:
         """How many images the X_n sample has (the stored ones, or a draw of ``count``)."""
         stored = int(shard_manifest(self._folder(self.sample_dir))["count"])
         return stored if count is None else min(count, stored)
+
+
+def open_data(path: str | os.PathLike, test_samples: int | None = None) -> Dataset | ImageSet:
+    """The dataset a data rule wrote: a :class:`exactsnn.datasets.Dataset` (``.npz``, its test
+    set cut to the first ``test_samples``) or an :class:`ImageSet` (``.json``, always whole: its
+    parts were fixed when it was written).  Here rather than in :mod:`.datasets`, which this
+    module builds on."""
+    if os.fspath(path).endswith(".npz"):
+        return Dataset.load(path).subset(test=test_samples)
+    return ImageSet.load(path)

@@ -8,7 +8,7 @@ import pandas as pd
 
 import exactsnn
 from exactsnn.crosscheck import crosscheck
-from exactsnn.datasets import open_data
+from exactsnn.imagesets import open_data
 
 p = snakemake.params
 data = open_data(snakemake.input.dataset)

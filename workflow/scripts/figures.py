@@ -6,7 +6,7 @@ log = start(snakemake)
 
 import exactsnn
 from exactsnn import plots
-from exactsnn.datasets import open_data
+from exactsnn.imagesets import open_data
 
 p = snakemake.params
 network = exactsnn.load(snakemake.input.snn)

@@ -7,7 +7,7 @@ from wfutil import atomic, start, write_json
 
 log = start(snakemake)
 
-from exactsnn.datasets import open_data
+from exactsnn.imagesets import open_data
 from exactsnn.importers import import_model
 from exactsnn.preprocess import fold_network, scale_weights
 from exactsnn.simulator.memory import phase1_memory

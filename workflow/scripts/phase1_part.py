@@ -9,7 +9,7 @@ from wfutil import read_json, start
 log = start(snakemake)
 
 from exactsnn import serialize
-from exactsnn.datasets import open_data
+from exactsnn.imagesets import open_data
 from exactsnn.importers import read_model
 from exactsnn.measure import original_logits, reference_predictions
 from exactsnn.preprocess import batch_ranges, part_maxima

@@ -8,7 +8,7 @@ log = start(snakemake)
 
 import exactsnn
 from exactsnn import serialize
-from exactsnn.datasets import open_data
+from exactsnn.imagesets import open_data
 from exactsnn.simulator import Simulation
 
 p = snakemake.params

@@ -7,7 +7,7 @@ from wfutil import atomic, start
 log = start(snakemake)
 
 from exactsnn import serialize
-from exactsnn.datasets import open_data
+from exactsnn.imagesets import open_data
 from exactsnn.measure import read_reference, robustness_trials
 
 p, wc = snakemake.params, snakemake.wildcards
