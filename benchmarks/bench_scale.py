@@ -138,6 +138,9 @@ def worker(args) -> dict:
     sim = results[-1]
     keras_logits = np.load(d / f"{key}_keras_logits.npy")
     scale = np.abs(keras_logits).max()
+    from exactsnn.simulator.memory import simulation_memory
+
+    out["estimate_kib"] = simulation_memory(snn).total(args.batch_size) // 1024
     out.update(first_fallback=int(first.fallback), fallback=int(sim.fallback), certified=int(sim.certified),
                deviating=int(sim.deviating.sum()),
                agreement=float(np.mean(sim.logits.argmax(1) == keras_logits.argmax(1))),
@@ -168,7 +171,8 @@ def report(network: str, kind: str, p1: dict, k: dict, s: dict) -> list[str]:
         f"  exactsnn default engine {snn_img:8.3f} s/image   first call {s['first_s']:7.2f} s   "
         f"peak {gib(s['peak_kib']):5.2f} GiB ({gib(s['peak_kib'] - s['base_kib']):5.2f} above set-up)",
         f"  engine / Keras: time {snn_img / keras_img:5.2f}×  first call {s['first_s'] / k['first_s']:5.2f}×  "
-        f"peak memory {s['peak_kib'] / k['peak_kib']:5.2f}×",
+        f"peak memory {s['peak_kib'] / k['peak_kib']:5.2f}×; the estimate a Phase 2 part plans with "
+        f"(simulation_memory) {gib(s['estimate_kib']):5.2f} GiB",
         f"  walked (fallback): {s['fallback']:,} of {neurons:,} neurons ({100 * s['fallback'] / neurons:.3f} %); "
         f"first call {s['first_fallback']:,} of {p1['neurons'] * k['batch']:,}",
         f"  checks: agreement {s['agreement']:.4f}, deviating spikes {s['deviating']}, "
