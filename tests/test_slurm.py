@@ -1,4 +1,4 @@
-"""The default workflow through the SLURM executor, on a one-node SLURM started on localhost.
+"""The workflow through the SLURM executor, on a one-node SLURM started on localhost.
 
 Needs Debian's ``slurm-wlm`` and ``munge`` packages (skipped where ``slurmctld`` is missing) and
 root (the daemons run as root).  The test starts ``munged`` on a private socket with a fresh
@@ -158,17 +158,20 @@ def slurm_cluster(tmp_path):
             SYSTEM_CONF.unlink(missing_ok=True)
 
 
-def test_default_workflow_through_slurm_executor(slurm_cluster, tmp_path):
+def test_every_kind_of_job_through_slurm_executor(slurm_cluster, tmp_path):
+    # .test/config_slurm: each rule the default config runs, on one small network (the default
+    # config itself, four networks trained 30 epochs, took 5–7 minutes of CI's 2 cores here).
     run = tmp_path / "run"
     # The cluster profile as it is, with its resources scaled down to this one small node
     # (no GPU, few cores): command-line values replace the profile's.
     cmd = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(run),
         "--profile", str(ROOT / "profiles" / "slurm"),
-        "--configfile", str(CONFIG / "config.yaml"),
+        "--configfile", str(ROOT / ".test" / "config_slurm" / "config.yaml"),
         "--jobs", "4",
         "--slurm-no-account",
         "--slurm-init-seconds-before-status-checks", "2",
+        "--seconds-between-status-checks", "2",  # the jobs take seconds here, not hours
         "--default-resources", "mem_mb=500", "runtime=30", "cpus_per_task=1",
         "--set-threads", "train=1", "phase1_part=1", "phase2_part=1", "robustness_point=1",
         "--set-resources", "data:runtime=30",
@@ -179,9 +182,15 @@ def test_default_workflow_through_slurm_executor(slurm_cluster, tmp_path):
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800, env=_env())
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:] + "\n" + _daemon_logs(slurm_cluster)
-    print(f"default workflow through SLURM: {time.monotonic() - started:.0f} s")
+    print(f"workflow through SLURM: {time.monotonic() - started:.0f} s")
 
     check_exact(read_table(run))
+    # The outputs of every rule of the default workflow (the jobs went through SLURM: below).
+    results = run / "results"
+    assert len(list(results.glob("phase1/digits/fc/parts/*.npz"))) == 2
+    assert (results / "robustness.csv").stat().st_size and (results / "robustness.html").stat().st_size
+    for png in ("robustness/digits/fc/zeta.png", "robustness/digits/fc/alpha_sigma.png", "figures/digits/fc/raster.png"):
+        assert (results / png).stat().st_size and (results / "report" / "embedded" / png).with_suffix(".html").exists()
     assert "has been submitted with SLURM jobid" in out
     # Every job of the run went through SLURM and completed there.
     jobs = _quiet("squeue", "-h", "--states=all", "-o", "%T").stdout.split()
