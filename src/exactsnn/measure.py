@@ -82,7 +82,7 @@ def per_layer(sim: Simulation, net: SpikingNetwork) -> list[dict]:
 
 def original_logits(model, batch_size: int = 256):
     """The original network's float64 logits as a function of raw inputs, its float64 form
-    built once: a Keras model's float64 copy (:func:`exactsnn.importers.keras.float64_logits_model`),
+    built once: a Keras model's float64 copy (:func:`exactsnn.importers.keras.float64_logits`),
     or for an ``onnx.ModelProto`` the float64 evaluation of its import (:mod:`exactsnn.evaluate`;
     onnxruntime would compute in float32)."""
     from .importers import _is_onnx_model
@@ -93,16 +93,9 @@ def original_logits(model, batch_size: int = 256):
 
         graph = import_onnx(model)
         return lambda x: evaluate(graph, x, batch_size)
-    from .importers.keras import float64_logits_model
+    from .importers.keras import float64_logits
 
-    m64 = float64_logits_model(model)
-
-    def logits(x):
-        x = np.asarray(x, np.float64)
-        return np.concatenate([np.asarray(m64(x[i : i + batch_size], training=False), np.float64)
-                               for i in range(0, len(x), batch_size)])
-
-    return logits
+    return float64_logits(model, batch_size)
 
 
 def reference_predictions(original, network, chunks) -> dict:

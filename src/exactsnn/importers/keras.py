@@ -281,9 +281,21 @@ def float64_logits_model(model):
     return keras.Model(inp, tensors[(id(final), final_index)])
 
 
+def float64_logits(model, batch_size: int = 256):
+    """The float64 pre-softmax outputs of the Keras ``model`` as a function of inputs, in
+    batches of ``batch_size``; its float64 copy (:func:`float64_logits_model`) is built once,
+    here, so that calling it chunk after chunk does not rebuild it."""
+    m64 = float64_logits_model(model)
+    empty = np.zeros((0,) + tuple(m64.outputs[0].shape[1:]))
+
+    def logits(x) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        out = [np.asarray(m64(x[i : i + batch_size], training=False), np.float64) for i in range(0, len(x), batch_size)]
+        return np.concatenate(out) if out else empty
+
+    return logits
+
+
 def keras_logits(model, x, batch_size: int = 256) -> np.ndarray:
     """Float64 pre-softmax outputs of the original Keras model on ``x``."""
-    m64 = float64_logits_model(model)
-    x = np.asarray(x, np.float64)
-    out = [np.asarray(m64(x[i : i + batch_size], training=False), np.float64) for i in range(0, len(x), batch_size)]
-    return np.concatenate(out) if out else np.zeros((0,) + tuple(m64.outputs[0].shape[1:]))
+    return float64_logits(model, batch_size)(x)
