@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from . import ir
+from .datasets import part_range
 from .folding import (AvgPoolStep, ChannelAffine, FlattenStep, FoldingError, GlobalAvgPoolStep, ZeroPaddingStep,
                       fold_avg_pool_into_conv, fold_avg_pool_into_dense, fold_channel_affine, fold_flatten,
                       fold_global_avg_pool, fold_network, fold_output_affine, fold_zero_padding)
@@ -47,8 +48,7 @@ def batch_ranges(n: int, batch_size: int, parts: int = 1, part: int = 0) -> list
     batch's size, so parts cut elsewhere would not give the unsplit X_n bit for bit."""
     if batch_size < 1 or not 0 <= part < parts:
         raise ValueError(f"part {part} of {parts} in batches of {batch_size} does not exist")
-    count = -(-int(n) // batch_size)
-    first, stop = part * count // parts, (part + 1) * count // parts
+    first, stop = part_range(-(-int(n) // batch_size), parts, part)  # the part's run of batches
     return [(k * batch_size, min((k + 1) * batch_size, int(n))) for k in range(first, stop)]
 
 

@@ -186,9 +186,10 @@ class CompiledLayer:
         ``values`` are the sources' (pooled) values, all inside this layer's input window (the
         caller checks).  ``convex`` says whether the convex majorant runs, ``bins`` how many
         bins the edge majorant has (0: none); a neuron is certified if either holds.  Returns
-        (x, counts, left, x and ReLU(W x + b) at left, z = W x + b) where counts are the numbers of neurons that are certified and spike
-        before t_max, certified and deviate, certified and lie beyond the window B_n, not
-        certified, certified by the convex majorant only and by the edge majorant only;
+        (x, counts, left, x and ReLU(W x + b) at left, z = W x + b) where counts are the numbers
+        of neurons that are certified and spike before t_max, certified and deviate, certified
+        and lie beyond the window B_n, not certified, certified by the convex majorant only and
+        by the edge majorant only;
         ``left`` indexes the fourth.  z is the fused pass's own output (the event engine's
         reference for every neuron), so returning it costs nothing.
         """

@@ -173,10 +173,9 @@ def _certified_step(layer, srcs: tuple):
     updated from the counts.  Where the majorants leave more than 1 % of the neurons, the edge
     majorant is added (4 bins) or its bins doubled (up to the layer's ``max_bins``), and the
     batch is stepped again: a walked neuron costs some forty float32 products' worth of that
-    neuron.  After a batch
-    with both majorants, the one that certified fewer than 0.1 % of the neurons by itself is
-    dropped.  Which majorant certifies a neuron never changes its spike time, only whether it
-    is walked."""
+    neuron.  After a batch with both majorants, the one that certified fewer than 0.1 % of the
+    neurons by itself is dropped.  Which majorant certifies a neuron never changes its spike
+    time, only whether it is walked."""
     while True:
         step = layer.step(srcs, *layer.plan)
         counts = step[1].numpy()
