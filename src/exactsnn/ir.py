@@ -151,6 +151,16 @@ class Flatten:
     """Row-major (channels-last) flattening."""
 
 
+def unique_name(base: str, taken) -> str:
+    """``base``, or the first of ``base_2``, ``base_3``, ... that is not in ``taken``: how the
+    importers name a node (or a Keras layer) whose name is already in use."""
+    name, k = base, 1
+    while name in taken:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
 @register
 @dataclass
 class Graph:

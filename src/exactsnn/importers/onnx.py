@@ -294,11 +294,7 @@ class _Importer:
     # ------------------------------------------------------------------------ helpers
 
     def _unique(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.graph.nodes:
-            k += 1
-            name = f"{base}_{k}"
-        return name
+        return ir.unique_name(base, self.graph.nodes)
 
     def _add(self, base: str, node, after: str | list, shape: tuple) -> str:
         name = self._unique(base)

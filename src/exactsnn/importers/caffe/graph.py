@@ -34,13 +34,10 @@ __all__ = ["caffe_graph", "caffe_pool_size", "import_caffe", "pool_geometry", "u
 
 
 def unique_name(base: str, used: set) -> str:
-    """``base``, or ``base_2``, ``base_3`` ... if taken; the name returned is added to ``used``."""
-    out, k = base, 1
-    while out in used:
-        k += 1
-        out = f"{base}_{k}"
-    used.add(out)
-    return out
+    """:func:`exactsnn.ir.unique_name` of ``base`` among ``used``, to which it is added."""
+    name = ir.unique_name(base, used)
+    used.add(name)
+    return name
 
 
 def caffe_pool_size(size: int, k: int, s: int, p: int, ceil: bool) -> int:
