@@ -56,7 +56,8 @@ def check_exact(model, x, input_range, neuron="alpha", edges_only=True, **conver
 
 
 def _edges_only(snn) -> bool:
-    """Plan every compiled hidden layer to the edge majorant alone (4 bins, never changed);
+    """Plan every compiled hidden layer to the edge majorant alone (3 bins, the excess in 2
+    products; never changed);
     False when the network takes no compiled path."""
     from exactsnn.simulator.fastpath import CompiledLayer, compiled
 
@@ -64,7 +65,7 @@ def _edges_only(snn) -> bool:
     for layer in layers:
         if isinstance(layer, CompiledLayer):
             layer.edges_help = False
-            layer.use((False, 4))
+            layer.use((False, 3, 2))
     return bool(layers)
 
 

@@ -142,13 +142,14 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     assert certified.any() and (theta > exact).sum() > certified.sum()  # the margin costs a little
 
 
-@pytest.mark.parametrize("bins", [4, 8])
-def test_the_edge_majorant_never_certifies_past_the_potential(bins):
+@pytest.mark.parametrize("bins, groups", [(4, 1), (8, 1), (3, 2), (4, 4)])
+def test_the_edge_majorant_never_certifies_past_the_potential(bins, groups):
     """A wide dense layer (fan-in 1500, mixed signs, 40 % of the inputs at t_min): thresholds
     from 1e-8 to 3 (relative) on either side of the potential's true maximum over the input
     window, taken at every input (V is piecewise linear).  The edge majorant, float32 products
     and all, must leave every neuron with ϑ ≤ max V uncertified, and certify most of those with
-    ϑ > 1.5 max V (at fan-ins like this the convex one certifies few)."""
+    ϑ > 1.5 max V (at fan-ins like this the convex one certifies few), whether the excess is
+    one product or split by bin into ``groups``."""
     import tensorflow as tf
 
     from exactsnn.synapses import DenseSynapses
@@ -171,11 +172,13 @@ def test_the_edge_majorant_never_certifies_past_the_potential(bins):
     sl = SpikingLayer(layer, 0.0, S, 2 * S, theta, alpha)
     compiled = CompiledLayer(sl)
     assert not np.asarray(compiled.static).any()
-    left = compiled.step((tf.constant(x),), False, bins)[2].numpy()
+    left = compiled.step((tf.constant(x),), False, bins, groups)[2].numpy()
     certified = np.ones(C, bool)
     certified[left[:, 1]] = False
     assert np.all(top[certified] < theta[certified])
     assert certified[theta > 1.5 * top].mean() > 0.5
+    if groups > 1:  # each bin with only its group's excess: never looser than one product
+        assert len(left) <= len(compiled.step((tf.constant(x),), False, bins, 1)[2])
     convex_left = compiled.step((tf.constant(x),), True, 0)[2].numpy()
     assert C - len(convex_left) < 0.5 * certified.sum()
 

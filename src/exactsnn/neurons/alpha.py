@@ -117,7 +117,12 @@ class AlphaNeuron:
         (beyond c_K only the α current is left, a line between V(t_min − c_K) and V(t_min − S) =
         0, below ϑ > 0 if the rest is), with the edge values from
         :meth:`edge_potential`: K − 1 products P(c_k) and one of |W⁻| with the excess, where
-        the convex majorant of :meth:`certified` needs one of W⁺.  It is tight up to the
+        the convex majorant of :meth:`certified` needs one of W⁺.  Only bin k's own inputs
+        lie off the chord on bin k, so with the excess split by bin into G products (bin k in
+        group g = k mod G, Q_g = Σ_{j in group g} |J⁻_ij| bin_excess(x_j) ≥ bin k's share)
+            V(t_min − s) ≤ max_g ( max_{k in group g} max(V(t_min − c_k), V(t_min − c_{k+1})) + Q_g ),
+        which G = 1 reduces to the bound above; each added product takes an excess that grows
+        like the bin width off the bound of all the other bins.  It is tight up to the
         inhibition inside one bin, which is what keeps it useful at fan-ins of thousands,
         where W⁺x is many times W x and the convex majorant certifies almost nothing.
         ``low``/``high``: the bin's edges (equal: an empty bin, 0); ``maximum``: np.maximum or

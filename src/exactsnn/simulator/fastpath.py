@@ -39,20 +39,26 @@ from ..spiking import SpikingLayer
 from ..synapses import ConvSynapses, DenseSynapses
 
 _U32 = 2.0 ** -24
-_FLAG_BITS = 6
-_BIT_OF_BIN = np.array([[(v >> k) & 1 for v in range(1 << _FLAG_BITS)] for k in range(_FLAG_BITS)], np.int64)  # (bit, flag value)
-#: Bins of the edge majorant (AlphaNeuron.bin_excess): K − 1 float32 products at interior edges
-#: and one for the excess.  4 certified 97.8–100 % of the neurons the convex majorant left on
-#: the deep layers of a random VGG16 at 224×224 (5: 99.7–100 %, 3: 82–99.8 %); a layer where
-#: 4 leave more than 1 % doubles them (:func:`.layers.compiled_layer`), up to 8 in a convolution
-#: (each bin holds float32 copies of the input and output: memory) and 16 in a dense layer
-#: (VGG16's fc1, fan-in 25,088: 88 % left with 4 bins, 10 % with 16).
-EDGE_BINS = 4
-MAX_CONV_EDGE_BINS = 8
-MAX_EDGE_BINS = 16
-#: Layers with at least this fan-in start with both majorants (the convex one alone leaves
-#: 12–99 % of VGG16's neurons at 224×224, fan-in 576–4608); the others add the edge one when
-#: the convex one leaves more than 1 % (:func:`.layers.compiled_layer`).
+#: Plans of the edge majorant (AlphaNeuron.bin_excess), (bins, excess groups), cheapest
+#: first: K − 1 float32 products at the interior edges and one per excess group.  On a random
+#: VGG16 at 224×224 (uniform noise) the excess, not the edges, is what leaves neurons (without
+#: it 2 bins certify every neuron of every layer), so splitting it is often worth more than more
+#: bins: (3, 2) left 0.00–1.3 % of block3_conv2…block5 where (4, 1) left 0.07–2.2 %; block2
+#: needs (6, 2).  Each layer climbs while the neurons left cost more to walk than the next plan's
+#: extra products (:func:`.layers._certified_step`).  Convolutions stop at 8 bins (each holds
+#: float32 copies of the input and output: memory); a dense layer's products are stacked
+#: along the batch and read W once, so more bins cost little there (VGG16's fc1, fan-in
+#: 25,088: (8, 4) left 0.9 %, (16, 1) 10 %).
+CONV_EDGE_PLANS = ((2, 1), (3, 1), (3, 2), (4, 2), (6, 2), (8, 2))
+DENSE_EDGE_PLANS = ((4, 2), (8, 4), (16, 8))
+#: What one walked neuron costs, in float32 products of the whole layer per neuron: 35 µs per
+#: walked neuron of VGG16's block3 (fan-in 2,304, its hardest neurons) against 11 ns per neuron
+#: and product (3,000); 8 µs against 12 ns in ResNet50 (650).
+WALK_PRODUCTS = 1000
+#: Layers with at least this fan-in start with the edge majorant alone (the convex one leaves
+#: 12–99 % of VGG16's neurons at 224×224, fan-in 576–4608, and was dropped from every such
+#: layer of VGG16 and ResNet50 after their first batch); the others start with the convex one
+#: and add the edge one when it leaves more than 1 % (:func:`.layers.compiled_layer`).
 _EDGE_FAN_IN = 512
 _HISTOGRAM_BINS = 64
 
@@ -124,9 +130,9 @@ class CompiledLayer:
         self.abs_sum = tf.constant(abs_sum, tf.float64)
         self.abs_edges = 2.0 ** -100 * fan_in * max(max_abs, 1.0)
         # Which majorants run (the convex one: W⁺x; the edge one), chosen from the counts.
-        self.plan = (True, EDGE_BINS if fan_in >= _EDGE_FAN_IN else 0)
+        self.edge_plans = CONV_EDGE_PLANS if isinstance(layer, ConvSynapses) else DENSE_EDGE_PLANS
+        self.plan = (False, *self.edge_plans[0]) if fan_in >= _EDGE_FAN_IN else (True, 0, 1)
         self.edges_help = True
-        self.max_bins = MAX_CONV_EDGE_BINS if isinstance(layer, ConvSynapses) else MAX_EDGE_BINS
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
         self.edge_inputs = tf.function(self._edge_inputs, jit_compile=True, reduce_retracing=True, autograph=False)
         self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
@@ -149,10 +155,10 @@ class CompiledLayer:
         return g[key]
 
     def use(self, plan: tuple) -> None:
-        """Step with ``plan`` = (convex, bins) from now on; the majorants' weights it does not
-        need are dropped, with the traces that hold them (VGG16's float32 copies are 0.55 GB
-        each)."""
-        convex, bins = plan
+        """Step with ``plan`` = (convex, bins, groups) from now on (:meth:`_step`); the
+        majorants' weights it does not need are dropped, with the traces that hold them (VGG16's
+        float32 copies are 0.55 GB each)."""
+        convex, bins, groups = plan
         unused = ([] if convex else ["w_pos"]) + ([] if bins else ["w32", "w_neg"])
         dropped = False
         for g in self.groups:
@@ -180,12 +186,13 @@ class CompiledLayer:
             return x * w
         return g["group"].tf_product(x, w)
 
-    def _step(self, values: tuple, convex: bool = True, bins: int = 0):
+    def _step(self, values: tuple, convex: bool = True, bins: int = 0, groups: int = 1):
         """Values x = t_max − t of the layer's spikes and what the certificates found.
 
         ``values`` are the sources' (pooled) values, all inside this layer's input window (the
         caller checks).  ``convex`` says whether the convex majorant runs, ``bins`` how many
-        bins the edge majorant has (0: none); a neuron is certified if either holds.  Returns
+        bins the edge majorant has (0: none) and ``groups`` into how many products its excess
+        is split (bin k in group k mod ``groups``); a neuron is certified if either holds.  Returns
         (x, counts, left, x and ReLU(W x + b) at left, z = W x + b) where counts are the numbers
         of neurons that are certified and spike before t_max, certified and deviate, certified
         and lie beyond the window B_n, not certified, certified by the convex majorant only and
@@ -198,22 +205,23 @@ class CompiledLayer:
         convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
         wx = tf.add_n([self._product(g, x, g["w"]) for g, x in convs])
         p32 = tf.add_n([self._product(g, tf.cast(x, tf.float32), self._weight(g, "w_pos")) for g, x in convs]) if convex else None
-        edge_terms = self._edge_products(xs, bins) if bins else None
+        edge_terms = self._edge_products(xs, bins, groups) if bins else None
         # Identity shortcuts are one multiplication per neuron: done inside the fused pass.
         skips = tuple(x for g, x in zip(self.groups, xs) if g["diagonal"])
         for g in self.groups:  # the identity shortcuts' weights the fused pass reads
             if g["diagonal"]:
                 for key in (["w_pos"] if convex else []) + (["w_neg"] if bins else []):
                     self._weight(g, key)
-        x, flags, z = self.certify(wx, p32, edge_terms, skips)  # flags: bits as counted, bit 3 = left
-        # One histogram pass over the flags; each bit's count sums the bins that have it.
-        histogram = tf.math.bincount(tf.reshape(tf.cast(flags, tf.int32), [-1]), minlength=1 << _FLAG_BITS,
-                                     maxlength=1 << _FLAG_BITS, dtype=tf.int64)
-        counts = tf.linalg.matvec(tf.constant(_BIT_OF_BIN), histogram)
-        left = tf.where(tf.bitwise.bitwise_and(flags, tf.constant(8, tf.int8)) > 0)
-        x_left = tf.gather_nd(x, left)
-        # ReLU(W x + b) of the few neurons left.
-        ideal = tf.maximum(tf.gather_nd(z, left), 0.0)
+        x, counts, uncertified, z = self.certify(wx, p32, edge_terms, skips)
+
+        def gather():  # the neurons left, their x and ReLU(W x + b)
+            left = tf.where(uncertified)
+            return left, tf.gather_nd(x, left), tf.maximum(tf.gather_nd(z, left), 0.0)
+
+        def nothing():  # most layers: a pass over the mask saved
+            return tf.zeros([0, len(x.shape)], tf.int64), tf.zeros([0], tf.float64), tf.zeros([0], tf.float64)
+
+        left, x_left, ideal = tf.cond(counts[3] > 0, gather, nothing)
         return x, counts, left, x_left, ideal, z
 
     def _edges(self, xs: list, bins: int):
@@ -228,10 +236,9 @@ class CompiledLayer:
         nb = _HISTOGRAM_BINS
         scale = tf.math.divide_no_nan(tf.constant(float(nb), tf.float64), top)[:, None]
         cell = tf.clip_by_value(tf.cast(main * scale, tf.int32), 0, nb - 1)
-        cell = cell + nb * tf.range(batch)[:, None]
-        density = tf.math.bincount(tf.reshape(cell, [-1]), weights=tf.reshape(tf.cast(main > 0.0, tf.float64), [-1]),
-                                   minlength=nb * batch, maxlength=nb * batch, dtype=tf.float64)
-        root = tf.sqrt(tf.reshape(density, [batch, nb]))
+        # (B, nb) per row; the raw op takes the size as a constant, which XLA needs.
+        density = tf.raw_ops.DenseBincount(input=cell, size=nb, weights=tf.cast(main > 0.0, tf.float64))
+        root = tf.sqrt(density)
         cdf = tf.concat([tf.zeros([batch, 1], tf.float64), tf.cumsum(root, axis=1)], axis=1)
         total = cdf[:, -1:]
         cdf = tf.where(total > 0.0, cdf / tf.where(total > 0.0, total, 1.0),
@@ -250,34 +257,43 @@ class CompiledLayer:
         tf = _tf()
         return tf.reshape(c, tf.concat([tf.shape(c), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0))
 
-    def _edge_inputs(self, xs: tuple, edges, bins: int):
-        """The float32 inputs of the edge majorant's products, in one fused pass per group:
-        (x − c_k)⁺ for the interior edges and the bin excess of every input."""
+    def _edge_inputs(self, xs: tuple, bins: int, groups: int):
+        """The edges (:meth:`_edges`, from all synapse groups' inputs) and the float32 inputs
+        of the edge majorant's products of the convolved ones, in one compiled pass:
+        (x − c_k)⁺ for the interior edges and the bin excess of every input, one tensor per
+        excess group."""
         tf = _tf()
+        edges = self._edges(xs, bins)
         shifted, excess = [], []
-        for x in xs:
+        for x in (x for g, x in zip(self.groups, xs) if not g["diagonal"]):
             c = [self._per_sample(edges[:, k], x) for k in range(bins + 1)]
             shifted.append(tuple(tf.cast(tf.maximum(x - c[k], 0.0), tf.float32) for k in range(1, len(c) - 1)))
-            excess.append(tf.cast(self._excess(x, c), tf.float32))
-        return tuple(shifted), tuple(excess)
+            excess.append(tuple(tf.cast(e, tf.float32) for e in self._excess(x, c, groups)))
+        return tuple(shifted), tuple(excess), edges
 
     @staticmethod
-    def _excess(x, c: list):
-        """:meth:`AlphaNeuron.bin_excess` of every input, bins from the edges ``c``."""
+    def _excess(x, c: list, groups: int) -> list:
+        """:meth:`AlphaNeuron.bin_excess` of every input, bins from the edges ``c``, split by
+        the input's bin k into ``groups`` tensors (group k mod ``groups``, zero elsewhere)."""
         tf = _tf()
-        low, high = c[0], c[1]
+        low, high, group = c[0], c[1], tf.zeros_like(x)
         for k in range(1, len(c) - 1):
             past = x >= c[k]
             low, high = tf.where(past, c[k], low), tf.where(past, c[k + 1], high)
-        return AlphaNeuron.bin_excess(x, low, high, maximum=tf.maximum)
+            if groups > 1:
+                group = tf.where(past, tf.constant(float(k % groups), x.dtype), group)
+        excess = AlphaNeuron.bin_excess(x, low, high, maximum=tf.maximum)
+        if groups == 1:
+            return [excess]
+        return [tf.where(group == float(m), excess, 0.0) for m in range(groups)]
 
-    def _edge_products(self, xs: list, bins: int) -> tuple:
-        """(P(c_k) for the interior edges, Σ_j |W⁻_ij| excess_j, edges) in float32 products
-        of the non-diagonal groups; the identity shortcuts add theirs in the fused pass."""
+    def _edge_products(self, xs: list, bins: int, groups: int) -> tuple:
+        """(P(c_k) for the interior edges, Σ_j |W⁻_ij| excess_j per excess group, edges) in
+        float32 products of the non-diagonal synapse groups; the identity shortcuts add theirs
+        in the fused pass."""
         tf = _tf()
-        edges = self._edges(xs, bins)
         convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
-        shifted, excess = self.edge_inputs(tuple(x for _, x in convs), edges, bins)
+        shifted, excess, edges = self.edge_inputs(tuple(xs), bins, groups)
         # A dense group's interior edges stacked along the batch: one product reads W once (at
         # a small batch it is bound by reading W).  A convolution's are not: its workspace
         # (the unfolded input) would grow with the stack.
@@ -290,8 +306,15 @@ class CompiledLayer:
             for k, pk in enumerate(products):
                 at_edges[k].append(pk)
         at_edges = tuple(tf.add_n(pk) for pk in at_edges)
-        q32 = tf.add_n([self._product(g, q, self._weight(g, "w_neg")) for (g, _), q in zip(convs, excess)])
-        return at_edges, q32, edges
+        in_groups = [[] for _ in range(groups)]
+        for (g, _), q in zip(convs, excess):
+            if isinstance(g["group"], DenseSynapses) and groups > 1:
+                products = tf.split(self._product(g, tf.concat(q, axis=0), self._weight(g, "w_neg")), groups, axis=0)
+            else:
+                products = [self._product(g, qm, self._weight(g, "w_neg")) for qm in q]
+            for m, pm in enumerate(products):
+                in_groups[m].append(pm)
+        return at_edges, tuple(tf.add_n(qm) for qm in in_groups), edges
 
     def _certify(self, wx, p32, edge_terms, skips: tuple):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer
@@ -336,28 +359,39 @@ class CompiledLayer:
             # The identity shortcuts' edges, broadcast against their inputs.
             c_skip = [[self._per_sample(edges[:, k], xd) for k in range(bins + 1)] for xd in skips]
             top = c[bins]
-            bound = a1  # the edge c_0 = 0: V(t_min), exact
+            at = [a1]  # V at the edges; c_0 = 0: V(t_min), exact
             for k in range(1, bins):
                 pk = tf.cast(at_edges[k - 1], tf.float64)
                 for g, xd, cd in zip(diagonal, skips, c_skip):
                     pk = pk + tf.maximum(xd - cd[k], 0.0) * g["w"]
                 err = self.rel * (top - c[k]) * self.abs_sum + self.abs_edges
-                bound = tf.maximum(bound, AlphaNeuron.edge_potential(self.alpha, self.width, c[k], pk + err, self.inv_one_minus))
-            bound = tf.maximum(bound, AlphaNeuron.edge_potential(self.alpha, self.width, top, 0.0, self.inv_one_minus))
-            q = tf.cast(q32, tf.float64) * (1.0 + self.rel) + self.abs_edges
-            for g, xd, cd in zip(diagonal, skips, c_skip):
-                q = q + self._excess(xd, cd) * g["w_neg"]  # made by _step
-            bound = bound + q * self.inv_one_minus
+                at.append(AlphaNeuron.edge_potential(self.alpha, self.width, c[k], pk + err, self.inv_one_minus))
+            at.append(AlphaNeuron.edge_potential(self.alpha, self.width, top, 0.0, self.inv_one_minus))
+            # Bin k: its larger end plus the excess of its group (its own and other bins' ≥ 0).
+            groups = len(q32)
+            skip_excess = [self._excess(xd, cd, groups) for xd, cd in zip(skips, c_skip)]
+            bound = None
+            for m in range(groups):
+                q = tf.cast(q32[m], tf.float64) * (1.0 + self.rel) + self.abs_edges
+                for g, e in zip(diagonal, skip_excess):
+                    q = q + e[m] * g["w_neg"]  # made by _step
+                ends = at[m]
+                for k in range(m, bins):
+                    if k % groups == m:
+                        ends = tf.maximum(ends, tf.maximum(at[k], at[k + 1]))
+                in_group = ends + q * self.inv_one_minus
+                bound = in_group if bound is None else tf.maximum(bound, in_group)
             edge = (th > 0.0) & (bound < th - 1e-9 * tf.maximum(tf.abs(th), 1.0))
             certified = certified | edge
-        bit = lambda c, k: tf.where(c, tf.constant(1 << k, tf.int8), tf.constant(0, tf.int8))
-        flags = (
-            bit(certified & (x > self.tol), 0) | bit(certified & deviating, 1)
-            | bit(certified & (x > sl.window), 2) | bit(tf.logical_not(certified), 3)
-        )
+        uncertified = tf.logical_not(certified)
         if convex is not None and edge is not None:
-            flags = flags | bit(convex & tf.logical_not(edge), 4) | bit(edge & tf.logical_not(convex), 5)
-        return x, flags, z
+            alone = (convex & tf.logical_not(edge), edge & tf.logical_not(convex))
+        else:
+            alone = (tf.zeros_like(certified),) * 2
+        # The counts of _step, reduced in the same pass.
+        counted = (certified & (x > self.tol), certified & deviating, certified & (x > sl.window), uncertified) + alone
+        counts = tf.stack([tf.reduce_sum(tf.cast(c, tf.int64)) for c in counted])
+        return x, counts, uncertified, z
 
     def _pool(self, x):
         """Sign-aware pooling on values (:func:`exactsnn.ops.signed_max_pool`): the earliest

@@ -11,7 +11,7 @@ from .. import ops
 from ..neurons import AlphaNeuron, B1Neuron, deviates, tolerance
 from ..spiking import SpikingLayer
 from .event import event_layer, event_neurons
-from .fastpath import EDGE_BINS, closed_form, compiled
+from .fastpath import WALK_PRODUCTS, closed_form, compiled
 
 
 def padded_inputs(sl: SpikingLayer, times: dict) -> list[np.ndarray]:
@@ -169,28 +169,50 @@ def compiled_layer(sl: SpikingLayer, values: dict, times, engine: str = "fast") 
 
 
 def _certified_step(layer, srcs: tuple):
-    """The compiled step with the majorants the layer's plan (convex, bins) names, the plan
-    updated from the counts.  Where the majorants leave more than 1 % of the neurons, the edge
-    majorant is added (4 bins) or its bins doubled (up to the layer's ``max_bins``), and the
-    batch is stepped again: a walked neuron costs some forty float32 products' worth of that
-    neuron.  After a batch with both majorants, the one that certified fewer than 0.1 % of the
-    neurons by itself is dropped.  Which majorant certifies a neuron never changes its spike
-    time, only whether it is walked."""
+    """The compiled step with the majorants the layer's plan (convex, bins, groups) names, the
+    plan updated from the counts.  Where the convex majorant alone leaves more than 1 % of the
+    neurons, the edge majorant is added at its cheapest plan; from there a layer climbs its
+    ``edge_plans`` while the neurons left would cost more to walk (``WALK_PRODUCTS`` products
+    each) than the next plan's extra products (two plans at a time while ten times more), and
+    the batch is stepped again.  After a batch
+    with both majorants, the one that certified fewer than 0.1 % of the neurons by itself is
+    dropped.  Which majorant certifies a neuron never changes its spike time, only whether it
+    is walked."""
     while True:
         step = layer.step(srcs, *layer.plan)
         counts = step[1].numpy()
         size = int(np.prod(step[0].shape))
-        convex, bins = layer.plan
-        if counts[3] <= 0.01 * size or not layer.edges_help or bins >= layer.max_bins:
+        convex, bins, groups = layer.plan
+        if not layer.edges_help:
             break
-        layer.use((convex, 2 * bins if bins else EDGE_BINS))
+        if not bins:
+            if counts[3] <= 0.01 * size:
+                break
+            layer.use((convex, *layer.edge_plans[0]))
+            continue
+        plans = layer.edge_plans
+        k = plans.index((bins, groups)) if (bins, groups) in plans else len(plans) - 1
+        if k + 1 == len(plans):
+            break
+        extra = _products(plans[k + 1]) - _products(plans[k])
+        if counts[3] * WALK_PRODUCTS <= extra * size:
+            break
+        # Far from it (ten times as many left): skip a plan, one compilation fewer.
+        far = counts[3] * WALK_PRODUCTS > 10 * extra * size and k + 2 < len(plans)
+        layer.use((convex, *plans[k + 2 if far else k + 1]))
     if convex and bins:
         if counts[4] <= 0.001 * size:
-            layer.use((False, bins))
+            layer.use((False, bins, groups))
         elif counts[5] <= 0.001 * size:
             layer.edges_help = False
-            layer.use((True, 0))
+            layer.use((True, 0, 1))
     return step
+
+
+def _products(plan: tuple) -> int:
+    """Float32 products of an edge plan (bins, groups)."""
+    bins, groups = plan
+    return bins - 1 + groups
 
 
 def _event_on_values(sl: SpikingLayer, srcs: tuple, closed, z, tol: float) -> tuple:

@@ -20,7 +20,7 @@ import numpy as np
 from ..preprocessed import PreprocessedNetwork
 from ..spiking import SpikingNetwork
 from ..synapses import ConvSynapses
-from .fastpath import MAX_CONV_EDGE_BINS, MAX_EDGE_BINS, _is_diagonal
+from .fastpath import CONV_EDGE_PLANS, DENSE_EDGE_PLANS, _is_diagonal
 
 #: The process itself: Python, NumPy, TensorFlow, XLA's and Numba's compiled code, allocator
 #: pools (tests/test_scale.py: a VGG16 of an eighth of the width at 224×224 peaked at 1.33 GB for
@@ -76,11 +76,11 @@ def simulation_memory(net: SpikingNetwork) -> SimulationMemory:
         # (per channel where they can be, full maps counted); the static flag.
         fixed += neurons * (3 * 8 + 6 * 8 + 1)
         inputs = sum(int(np.prod(g.input_shape)) for g in layer.groups)
-        bins = MAX_CONV_EDGE_BINS if isinstance(layer, ConvSynapses) else MAX_EDGE_BINS
+        bins, groups = (CONV_EDGE_PLANS if isinstance(layer, ConvSynapses) else DENSE_EDGE_PLANS)[-1]
         # Inputs: the values (float64, the source's pooled tensor), the shifted float32 copies, the
-        # excess.  Outputs: W x, z, x and the spikes, the float32 products at the edges, the
-        # excess product and the convex one, the flags.
-        step = inputs * (8 + 4 * (bins - 1) + 4) + neurons * (4 * 8 + 4 * (bins - 1) + 2 * 4 + 1)
+        # excess per group.  Outputs: W x, z, x and the spikes, the float32 products at the
+        # edges, the excess products and the convex one, the mask of the neurons left.
+        step = inputs * (8 + 4 * (bins - 1 + groups)) + neurons * (4 * 8 + 4 * (bins - 1 + groups) + 4 + 1)
         # A convolution's workspace: its input unfolded, one row of the kernel's taps per output.
         step += sum(8 * g.fan_in * int(np.prod(layer.output_shape[:-1]))
                     for g in layer.groups if isinstance(g, ConvSynapses))
