@@ -330,3 +330,20 @@ def _reloaded(net):
     with tempfile.TemporaryDirectory() as d:
         net.save(Path(d) / "net.npz")
         return exactsnn.load(Path(d) / "net.npz")
+
+
+def test_a_wide_layer_simulates_in_batches_of_any_size():
+    """A layer with fan-in ≥ 512 starts with the edge majorant, whose compiled input pass
+    samples its histogram by the per-sample size: a short last batch retraces the step with
+    the batch dimension unknown (where reshaping also loses the per-sample size)."""
+    L = keras.layers
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((784,)), L.Dense(64, activation="relu"), L.Dense(10)])
+    x = np.random.default_rng(0).uniform(0, 1, (7, 784))
+    snn = exactsnn.convert(model, x)
+    whole = exactsnn.simulate(snn, x, batch_size=7, record=True)
+    parts = exactsnn.simulate(snn, x, batch_size=3, record=True)
+    scale = np.abs(whole.logits).max()
+    np.testing.assert_allclose(parts.logits, whole.logits, rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(parts.spike_times[0], whole.spike_times[0], rtol=0, atol=1e-12 * scale)
+    assert parts.certified + parts.fallback == whole.certified + whole.fallback == 7 * 64

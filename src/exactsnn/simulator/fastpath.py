@@ -242,8 +242,10 @@ class CompiledLayer:
         main = tf.reshape(xs[0], [batch, -1])
         # The density from every s-th input (s odd: across the channels, a power of two): the
         # histogram is a serial scatter, 13 ms for VGG16's block2 input of 3.2 M values.
-        stride = -(-int(main.shape[1]) // _HISTOGRAM_SAMPLE) | 1
-        main = main[:, ::stride]
+        per_sample = xs[0].shape[1:]  # static even where the batch is not (reshape loses it)
+        n = per_sample.num_elements() if per_sample.is_fully_defined() else tf.reduce_prod(tf.shape(xs[0])[1:])
+        stride = (n + _HISTOGRAM_SAMPLE - 1) // _HISTOGRAM_SAMPLE
+        main = main[:, :: stride + 1 - stride % 2]
         nb = _HISTOGRAM_BINS
         scale = tf.math.divide_no_nan(tf.constant(float(nb), tf.float64), top)[:, None]
         cell = tf.clip_by_value(tf.cast(main * scale, tf.int32), 0, nb - 1)
