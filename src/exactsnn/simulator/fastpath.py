@@ -29,6 +29,7 @@ upstream deviation) runs in NumPy there instead.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import numpy as np
@@ -307,27 +308,23 @@ class CompiledLayer:
         tf = _tf()
         convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
         shifted, excess, edges = self.edge_inputs(tuple(xs), bins, groups)
-        # A dense group's interior edges stacked along the batch: one product reads W once (at
-        # a small batch it is bound by reading W).  A convolution's are not: its workspace
-        # (the unfolded input) would grow with the stack.
-        at_edges = [[] for _ in range(bins - 1)]
-        for (g, _), v in zip(convs, shifted):
-            if isinstance(g["group"], DenseSynapses):
-                products = tf.split(self._product(g, tf.concat(v, axis=0), self._weight(g, "w32")), bins - 1, axis=0)
-            else:
-                products = [self._product(g, vk, self._weight(g, "w32")) for vk in v]
-            for k, pk in enumerate(products):
-                at_edges[k].append(pk)
-        at_edges = tuple(tf.add_n(pk) for pk in at_edges)
-        in_groups = [[] for _ in range(groups)]
-        for (g, _), q in zip(convs, excess):
-            if isinstance(g["group"], DenseSynapses) and groups > 1:
-                products = tf.split(self._product(g, tf.concat(q, axis=0), self._weight(g, "w_neg")), groups, axis=0)
-            else:
-                products = [self._product(g, qm, self._weight(g, "w_neg")) for qm in q]
-            for m, pm in enumerate(products):
-                in_groups[m].append(pm)
-        return at_edges, tuple(tf.add_n(qm) for qm in in_groups), edges
+
+        def summed(inputs: tuple, key: str) -> tuple:  # Σ over synapse groups, per input tensor
+            per_group = (self._products(g, v, key) for (g, _), v in zip(convs, inputs))
+            return tuple(tf.add_n(list(p)) for p in zip(*per_group))
+
+        return summed(shifted, "w32"), summed(excess, "w_neg"), edges
+
+    def _products(self, g: dict, inputs: tuple, key: str) -> list:
+        """The majorant's weights ``key`` of synapse group ``g`` times each of ``inputs``.  A
+        dense group's are stacked along the batch: one product reads W once (at a small batch
+        it is bound by reading W).  A convolution's are not: its workspace (the unfolded input)
+        would grow with the stack."""
+        tf = _tf()
+        w = self._weight(g, key)
+        if isinstance(g["group"], DenseSynapses) and len(inputs) > 1:
+            return tf.split(self._product(g, tf.concat(inputs, axis=0), w), len(inputs), axis=0)
+        return [self._product(g, v, w) for v in inputs]
 
     def _certify(self, wx, p32, edge_terms, skips: tuple):
         """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer
@@ -388,10 +385,7 @@ class CompiledLayer:
                 q = tf.cast(q32[m], tf.float64) * (1.0 + self.rel) + self.abs_edges
                 for g, e in zip(diagonal, skip_excess):
                     q = q + e[m] * g["w_neg"]  # made by _step
-                ends = at[m]
-                for k in range(m, bins):
-                    if k % groups == m:
-                        ends = tf.maximum(ends, tf.maximum(at[k], at[k + 1]))
+                ends = functools.reduce(tf.maximum, [tf.maximum(at[k], at[k + 1]) for k in range(m, bins, groups)])
                 in_group = ends + q * self.inv_one_minus
                 bound = in_group if bound is None else tf.maximum(bound, in_group)
             edge = (th > 0.0) & (bound < th - 1e-9 * tf.maximum(tf.abs(th), 1.0))

@@ -194,7 +194,7 @@ def _certified_step(layer, srcs: tuple):
         k = plans.index((bins, groups)) if (bins, groups) in plans else len(plans) - 1
         if k + 1 == len(plans):
             break
-        extra = _products(plans[k + 1]) - _products(plans[k])
+        extra = _product_count(plans[k + 1]) - _product_count(plans[k])
         if counts[3] * WALK_PRODUCTS <= extra * size:
             break
         # Far from it (ten times as many left): skip a plan, one compilation fewer.
@@ -209,7 +209,7 @@ def _certified_step(layer, srcs: tuple):
     return step
 
 
-def _products(plan: tuple) -> int:
+def _product_count(plan: tuple) -> int:
     """Float32 products of an edge plan (bins, groups)."""
     bins, groups = plan
     return bins - 1 + groups
