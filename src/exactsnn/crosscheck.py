@@ -460,8 +460,8 @@ def _synapses(model, sl: SpikingLayer, group) -> np.ndarray:
     """The synaptic weights of one synapse group: the model's ``synaptic_weights`` for a hidden
     layer (α-model: J for α = 1, B1: W; Σ_j W_ij over all groups), W for the read-out."""
     if not sl.hidden:
-        return group.weight
-    return np.asarray(model.synaptic_weights(group.weight, sl.layer.weight_sum), np.float64)
+        return group.per_synapse(group.weight)
+    return group.per_synapse(np.asarray(model.synaptic_weights(group.weight, sl.layer.weight_sum), np.float64))
 
 
 # --------------------------------------------------------------------------- comparison

@@ -215,7 +215,7 @@ def save_hdf5(net: SpikingNetwork, path) -> None:
         edges, delays, kinds = [], [], []
         for i, sl in enumerate(net.layers):
             _check_fields(sl, {"layer", "t_start", "t_min", "t_max", "threshold", "alpha", "delays"})
-            layer = sl.layer
+            layer = sl.layer.explicit()  # the file knows dense and convolution groups only
             _check_fields(layer, _AFFINE_KNOWN)
             g = layers.create_group(str(i))
             _write_geometry(g, layer)

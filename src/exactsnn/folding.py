@@ -6,13 +6,13 @@ function is unchanged."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
 from . import ir, ops
 from .preprocessed import PreprocessedNetwork
-from .synapses import ConvSynapses, DenseSynapses, Pool, Synapses
+from .synapses import ConvSynapses, DenseSynapses, Pool, PooledDenseSynapses, Synapses
 
 
 class FoldingError(ValueError):
@@ -70,11 +70,11 @@ def fold_flatten(layer: Synapses, shape: tuple) -> Synapses:
     return replace(layer, input_shape=shape)
 
 
-def fold_global_avg_pool(layer: DenseSynapses, shape: tuple) -> DenseSynapses:
-    """W'[h, w, c, o] = W[c, o] / (H·W): global average pooling is linear."""
-    h, w, c = shape
-    weight = np.broadcast_to(layer.weight[None, None] / (h * w), (h, w, c, layer.channels))
-    return replace(layer, weight=weight.reshape(-1, layer.channels).copy(), input_shape=shape)
+def fold_global_avg_pool(layer: DenseSynapses, shape: tuple) -> PooledDenseSynapses:
+    """W'[h, w, c, o] = W[c, o] / (H·W): global average pooling is linear; kept factored
+    (:class:`PooledDenseSynapses` stores W and the input shape)."""
+    values = {f.name: getattr(layer, f.name) for f in fields(layer)}
+    return PooledDenseSynapses(**{**values, "input_shape": shape})
 
 
 def fold_zero_padding(layer: Synapses, pads: tuple, shape: tuple, name: str) -> Synapses:
@@ -85,6 +85,7 @@ def fold_zero_padding(layer: Synapses, pads: tuple, shape: tuple, name: str) -> 
     """
     t, b, l, r = pads
     h, w, c = shape
+    layer = layer.explicit()  # a pooled layer's weights per padded position
     if isinstance(layer, DenseSynapses):
         weight = layer.weight.reshape(h + t + b, w + l + r, c, layer.channels)[t : t + h, l : l + w]
         return replace(layer, weight=weight.reshape(-1, layer.channels).copy(), input_shape=shape)
@@ -98,6 +99,7 @@ def fold_avg_pool_into_dense(layer: DenseSynapses, node: ir.AvgPool2D, shape: tu
     """W' = Pᵀ W for the (linear) average-pooling map P, obtained as its exact adjoint."""
     import tensorflow as tf
 
+    layer = layer.explicit()
     n_out = layer.channels
     x = tf.zeros((n_out,) + shape, tf.float64)
     pooled = layer.input_shape
@@ -169,7 +171,7 @@ class GlobalAvgPoolStep:
     shape: tuple
 
     def fold(self, layer: Synapses) -> Synapses:
-        if not isinstance(layer, DenseSynapses):
+        if type(layer) is not DenseSynapses:
             raise FoldingError(f"layer {layer.name!r}: global average pooling must be followed by Dense")
         return fold_global_avg_pool(layer, self.shape)
 

@@ -115,7 +115,7 @@ def _receptive_field(sl, model, group_inputs: list, position: tuple) -> tuple[np
     times, weights = [], []
     for g, delay, t_in in zip(layer.groups, sl.group_delays(), group_inputs):
         t_in = np.asarray(t_in, np.float64) + delay
-        w = model.synaptic_weights(g.weight, layer.weight_sum) if sl.hidden else g.weight
+        w = g.per_synapse(model.synaptic_weights(g.weight, layer.weight_sum) if sl.hidden else g.weight)
         if isinstance(g, DenseSynapses):
             times.append(t_in.reshape(-1))
             weights.append(np.asarray(w)[:, channel])

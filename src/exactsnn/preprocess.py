@@ -30,11 +30,12 @@ from .folding import (AvgPoolStep, ChannelAffine, FlattenStep, FoldingError, Glo
                       fold_global_avg_pool, fold_network, fold_output_affine, fold_zero_padding)
 from .preprocessed import ACTIVATION_BUDGET, PreprocessedNetwork
 from .scaling import scale_weights
-from .synapses import ConvSynapses, DenseSynapses, Pool, Synapses
+from .synapses import ConvSynapses, DenseSynapses, Pool, PooledDenseSynapses, Synapses
 
 __all__ = [
     "ACTIVATION_BUDGET", "AvgPoolStep", "ChannelAffine", "ConvSynapses", "DenseSynapses", "FlattenStep",
-    "FoldingError", "GlobalAvgPoolStep", "Pool", "PreprocessedNetwork", "Synapses", "ZeroPaddingStep",
+    "FoldingError", "GlobalAvgPoolStep", "Pool", "PooledDenseSynapses", "PreprocessedNetwork", "Synapses",
+    "ZeroPaddingStep",
     "batch_ranges", "fold_avg_pool_into_conv", "fold_avg_pool_into_dense", "fold_channel_affine", "fold_flatten",
     "fold_global_avg_pool", "fold_network", "fold_output_affine", "fold_zero_padding", "max_activations",
     "merge_maxima", "part_maxima", "preprocess", "scale_weights",

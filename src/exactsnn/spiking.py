@@ -56,7 +56,7 @@ class SpikingLayer:
         """J as one C-contiguous (channels, synapses) array over all synapse groups (the main
         group's receptive field, then each skip's): what the event-driven walk reads."""
         c = self.layer.channels
-        J = np.concatenate([self.group_J(g).reshape(-1, c) for g in self.layer.groups])
+        J = np.concatenate([g.per_synapse(self.group_J(g)).reshape(-1, c) for g in self.layer.groups])
         return np.ascontiguousarray(J.T)
 
     def group_delays(self) -> list[float]:

@@ -1,6 +1,7 @@
 """The layers of the scaled ReLU network of Phase 1: one small dataclass per kind.
 
-:class:`DenseSynapses` and :class:`ConvSynapses` are synapse groups z = W x + b (a layer's
+:class:`DenseSynapses`, :class:`ConvSynapses` and :class:`PooledDenseSynapses` (global
+average pooling then Dense, kept factored) are synapse groups z = W x + b (a layer's
 neurons are its main group plus the skips of residual connections); :class:`Pool` is the
 sign-aware max pooling of a layer's outputs.  Shapes are checked once, in ``__post_init__``.
 Each kind computes its own products and shapes, so nothing outside this module asks which
@@ -13,7 +14,7 @@ On disk both synapse kinds keep the layout they had as one ``AffineLayer`` class
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar
 
 import numpy as np
@@ -139,6 +140,20 @@ class Synapses:
     def apply_groups(self, outputs: dict):
         """z = Σ_groups W_g x_{source(g)} + b with zero padding; ``outputs`` maps layer index to its pooled output."""
         return sum(g.linear(outputs[g.source]) for g in self.groups) + self.bias
+
+    def per_synapse(self, w: np.ndarray) -> np.ndarray:
+        """``w`` (of :attr:`weight`'s shape: W, J, …) with one entry per synapse, in the layout
+        a dense or convolution weight has; only a factored kind (:class:`PooledDenseSynapses`)
+        expands it."""
+        return w
+
+    def explicit(self) -> "Synapses":
+        """These synapses with one weight per synapse (:meth:`per_synapse`): what a format or
+        a simulator that knows only the dense and convolution kinds reads."""
+        skips = [g.explicit() for g in self.skips]
+        if all(a is b for a, b in zip(skips, self.skips)):
+            return self
+        return replace(self, skips=skips)
 
     @property
     def macs(self) -> int:
@@ -320,8 +335,78 @@ class ConvSynapses(Synapses):
         return None
 
 
+@dataclass
+class PooledDenseSynapses(DenseSynapses):
+    """Global average pooling then Dense, kept factored: z_o = Σ_c W[c, o] · mean_{h,w} x[h, w, c] + b_o.
+
+    As synapses it is the dense layer of weights W[c, o] / (H·W) on the flattened (H, W, C)
+    input (DESIGN §2, step 2: the pooling is linear), but it stores the (C, O) matrix: the
+    classifier of ResNet50 at 224×224 is 1.6 MB so, 800 MB expanded.  Sums over synapses
+    (Σ_j W_ij, Σ_j W⁺_ij) equal those of the (C, O) matrix, since H·W > 0 divides every
+    weight of a channel alike; one weight per synapse is :meth:`per_synapse`.
+    """
+
+    kind: ClassVar[str] = "pooled_dense"
+
+    def _check_weight(self):
+        if len(self.input_shape) != 3 or self.weight.ndim != 2 or self.weight.shape[0] != self.input_shape[2]:
+            raise ValueError(f"{self.name}: weight {self.weight.shape} does not fit pooled input {self.input_shape}")
+
+    @property
+    def positions(self) -> int:
+        """H·W, the positions the pooling averages."""
+        return self.input_shape[0] * self.input_shape[1]
+
+    @property
+    def fan_in(self) -> int:
+        return self.positions * self.input_shape[2]
+
+    def per_synapse(self, w: np.ndarray) -> np.ndarray:
+        """(H·W·C, O): w[c, o] / (H·W) at every position, rows in the flattened input's order."""
+        w = np.asarray(w, np.float64) / self.positions
+        return np.broadcast_to(w, (self.positions,) + w.shape).reshape(-1, w.shape[-1])
+
+    def explicit(self) -> DenseSynapses:
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values.update(weight=self.per_synapse(self.weight), skips=[g.explicit() for g in self.skips])
+        return DenseSynapses(**values)
+
+    def _pooled(self, inputs):
+        return np.asarray(inputs, np.float64).reshape(len(inputs), self.positions, -1).mean(axis=1)
+
+    def product(self, inputs, weight=None) -> np.ndarray:
+        """Σ_c W_co mean_{h,w} x of :meth:`inputs` (flattened); ``weight`` (default W) (C, O)."""
+        weight = self.weight if weight is None else weight
+        return self._pooled(inputs) @ weight.reshape(self.input_shape[2], -1)
+
+    def on_constant(self, value: np.ndarray) -> np.ndarray:
+        """W c for the input c that is ``value`` (per input channel) everywhere: its mean is c."""
+        return np.broadcast_to(value, self.input_shape[2:]) @ self.weight
+
+    def input_scaled(self, scale: np.ndarray) -> np.ndarray:
+        """W · diag(s) for ``scale`` s per input channel."""
+        return self.weight * np.broadcast_to(scale, self.input_shape[2:])[:, None]
+
+    def tf_product(self, inputs, kernel):
+        """Σ_c W_co mean_{h,w} x of :meth:`tf_inputs` (flattened) in TensorFlow.  In float32
+        the mean rounds at most H·W times per channel and the product C + 1 times per output,
+        within the γ_{H·W·C + 2} that :attr:`fan_in` gives the certificate's error terms."""
+        tf = ops._tf()
+        pooled = tf.reduce_mean(tf.reshape(inputs, [tf.shape(inputs)[0], self.positions, self.input_shape[2]]), axis=1)
+        return tf.matmul(pooled, kernel)
+
+    @property
+    def own_synapses(self) -> int:
+        return int(self.weight.size) * self.positions
+
+    def fault(self, in_shape: tuple) -> tuple[str, str] | None:
+        if self.weight.ndim != 2:
+            return "weight", f"of a pooled dense layer has shape {self.weight.shape}, expected 2 axes"
+        return None
+
+
 #: The kind tag each synapse class is saved under.
-KINDS = {cls.kind: cls for cls in (DenseSynapses, ConvSynapses)}
+KINDS = {cls.kind: cls for cls in (DenseSynapses, ConvSynapses, PooledDenseSynapses)}
 
 #: What a synapse group without a convolution's geometry is saved with (the layout of the
 #: single ``AffineLayer`` class the files were written with before the kinds had classes).

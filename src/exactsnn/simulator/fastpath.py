@@ -442,9 +442,8 @@ class CompiledReadout:
         v = self.base
         for k, (g, x) in enumerate(zip(self.groups, values)):
             if isinstance(g["group"], DenseSynapses):
-                x = np.asarray(x)
                 with _one_blas_thread():
-                    v = v + x.reshape(len(x), -1) @ g["w"]
+                    v = v + g["group"].product(g["group"].inputs(x), g["w"])
             else:
                 v = v + self.conv(k, x).numpy()
         return v.reshape(len(v), -1)
