@@ -14,7 +14,7 @@ one traced graph of
   in s; for any μ ∈ [0, 1] an inhibitory one is ≤ μ J_ij (x_j − s), so V is below a convex
   majorant whose maximum is at an end of [0, S]:
       V ≤ max( α S + ((1 − μ) W⁺x + μ W x) / (1 − Σ_j W_ij),  μ (W x − W⁺x − S ΣW⁻) / (1 − Σ_j W_ij) ).
-  any μ is a valid bound; the test of :meth:`CompiledLayer._certify` finds the best one;
+  any μ is a valid bound; the test of :func:`_certify` finds the best one;
 * the only other product, W⁺x, in **float32** (4× cheaper than float64 here) with a rigorous
   error bound: every term is ≥ 0, so the rounding of W⁺ and x to float32 and the float32
   dot product of F terms keep |p₃₂ − W⁺x| ≤ γ_{F+2} W⁺x, γ_k = k u / (1 − k u), u = 2⁻²⁴
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -84,7 +85,8 @@ def _quiet_tracing(record) -> bool:
     """Drops TensorFlow's retracing warning about our own layers: every layer's steps are
     traced once, and TensorFlow counts the traces of all instances of a method together."""
     message = record.getMessage()
-    return not ("triggered tf.function retracing" in message and ("CompiledLayer" in message or "CompiledReadout" in message))
+    ours = ("CompiledLayer", "CompiledReadout", "_edge_inputs", "_certify")
+    return not ("triggered tf.function retracing" in message and any(name in message for name in ours))
 
 
 _quiet_tracing.installed = False
@@ -92,6 +94,43 @@ _quiet_tracing.installed = False
 
 def _gamma(k: int) -> float:
     return k * _U32 / (1.0 - k * _U32)
+
+
+class _Constants(NamedTuple):
+    """What the fused pass (:func:`_certify`) reads of one layer, all tensors: a Python float
+    would be a constant of the trace, and layers of the same shapes could not share it."""
+
+    line: tuple  # (c, g) of the closed form
+    bias: Any
+    theta: Any
+    static: Any
+    alpha: Any
+    alpha_S: Any
+    inv_one_minus: Any
+    S_neg: Any
+    abs_sum: Any
+    t_min: Any
+    t_max: Any
+    window: Any
+    width: Any
+    tol: Any
+    rel: Any
+    abs: Any
+    abs_edges: Any
+    skip_w: tuple = ()  # the identity shortcuts' diagonals, float64
+    skip_w_pos: tuple = ()  # their W⁺ (float32), when the convex majorant runs
+    skip_w_neg: tuple = ()  # their |W⁻| (float64), when the edge majorant runs
+
+
+def _shared(fn):
+    """``fn`` traced and compiled by XLA once for all layers: layers whose inputs have the same
+    shapes (ResNet50's repeated blocks) share one compilation, its code and its first-call time."""
+    if fn not in _shared.functions:
+        _shared.functions[fn] = _tf().function(fn, jit_compile=True, reduce_retracing=True, autograph=False)
+    return _shared.functions[fn]
+
+
+_shared.functions = {}
 
 
 class CompiledLayer:
@@ -137,13 +176,18 @@ class CompiledLayer:
         self.width = width
         self.abs_sum = tf.constant(abs_sum, tf.float64)
         self.abs_edges = 2.0 ** -100 * fan_in * max(max_abs, 1.0)
+        scalar = functools.partial(tf.constant, dtype=tf.float64)
+        self.constants = _Constants(
+            self.line, self.bias, self.theta, self.static, self.alpha, self.alpha_S, self.inv_one_minus, self.S_neg,
+            self.abs_sum, *(scalar(v) for v in (sl.t_min, sl.t_max, sl.window, width, self.tol, self.rel, self.abs,
+                                                 self.abs_edges)),
+            skip_w=tuple(g["w"] for g in self.groups if g["diagonal"]),
+        )
         # Which majorants run (the convex one: W⁺x; the edge one), chosen from the counts.
         self.edge_plans = CONV_EDGE_PLANS if isinstance(layer, ConvSynapses) else DENSE_EDGE_PLANS
         self.plan = (False, *self.edge_plans[0]) if fan_in >= _EDGE_FAN_IN else (True, 0, 1)
         self.edges_help = True
         self.step = tf.function(self._step, reduce_retracing=True, autograph=False)
-        self.edge_inputs = tf.function(self._edge_inputs, jit_compile=True, reduce_retracing=True, autograph=False)
-        self.certify = tf.function(self._certify, jit_compile=True, reduce_retracing=True, autograph=False)
         self.pool = tf.function(self._pool, jit_compile=True, reduce_retracing=True, autograph=False)
 
     _WEIGHTS = {  # key: what of W (float32 in a convolved group, float64 in an identity shortcut)
@@ -216,11 +260,12 @@ class CompiledLayer:
         edge_terms = self._edge_products(xs, bins, groups) if bins else None
         # Identity shortcuts are one multiplication per neuron: done inside the fused pass.
         skips = tuple(x for g, x in zip(self.groups, xs) if g["diagonal"])
-        for g in self.groups:  # the identity shortcuts' weights the fused pass reads
-            if g["diagonal"]:
-                for key in (["w_pos"] if convex else []) + (["w_neg"] if bins else []):
-                    self._weight(g, key)
-        x, counts, uncertified, z = self.certify(wx, p32, edge_terms, skips)
+        diagonal = [g for g in self.groups if g["diagonal"]]
+        constants = self.constants._replace(  # the identity shortcuts' weights the plan reads
+            skip_w_pos=tuple(self._weight(g, "w_pos") for g in diagonal) if convex else (),
+            skip_w_neg=tuple(self._weight(g, "w_neg") for g in diagonal) if bins else (),
+        )
+        x, counts, uncertified, z = _shared(_certify)(wx, p32, edge_terms, skips, constants)
 
         def gather():  # the neurons left, their x and ReLU(W x + b)
             left = tf.where(uncertified)
@@ -232,82 +277,14 @@ class CompiledLayer:
         left, x_left, ideal = tf.cond(counts[3] > 0, gather, nothing)
         return x, counts, left, x_left, ideal, z
 
-    def _edges(self, xs: list, bins: int):
-        """Edges 0 = c_0 ≤ … ≤ c_K = the sample's largest input, per sample (B, K + 1), for the
-        edge majorant.  Any edges give a valid bound; these make it tight: a bin of width Δ
-        holding n inputs costs about n Δ, so Δ ∝ density^(-1/2) (from a histogram of the main
-        group's positive inputs, up to 2¹⁵ of them per sample) spreads that evenly."""
-        tf = _tf()
-        batch = tf.shape(xs[0])[0]
-        top = tf.reduce_max(tf.stack([tf.reduce_max(tf.reshape(x, [batch, -1]), axis=1) for x in xs]), axis=0)
-        main = tf.reshape(xs[0], [batch, -1])
-        # The density from every s-th input (s odd: across the channels, a power of two): the
-        # histogram is a serial scatter, 13 ms for VGG16's block2 input of 3.2 M values.
-        per_sample = xs[0].shape[1:]  # static even where the batch is not (reshape loses it)
-        n = per_sample.num_elements() if per_sample.is_fully_defined() else tf.reduce_prod(tf.shape(xs[0])[1:])
-        stride = (n + _HISTOGRAM_SAMPLE - 1) // _HISTOGRAM_SAMPLE
-        main = main[:, :: stride + 1 - stride % 2]
-        nb = _HISTOGRAM_BINS
-        scale = tf.math.divide_no_nan(tf.constant(float(nb), tf.float64), top)[:, None]
-        cell = tf.clip_by_value(tf.cast(main * scale, tf.int32), 0, nb - 1)
-        # (B, nb) per row; the raw op takes the size as a constant, which XLA needs.
-        density = tf.raw_ops.DenseBincount(input=cell, size=nb, weights=tf.cast(main > 0.0, tf.float64))
-        root = tf.sqrt(density)
-        cdf = tf.concat([tf.zeros([batch, 1], tf.float64), tf.cumsum(root, axis=1)], axis=1)
-        total = cdf[:, -1:]
-        cdf = tf.where(total > 0.0, cdf / tf.where(total > 0.0, total, 1.0),
-                       tf.linspace(tf.constant(0.0, tf.float64), 1.0, nb + 1)[None, :])
-        targets = tf.tile(tf.constant(np.arange(1, bins) / bins)[None, :], [batch, 1])
-        i = tf.clip_by_value(tf.searchsorted(cdf, targets, side="left"), 1, nb)
-        below, above = tf.gather(cdf, i - 1, batch_dims=1), tf.gather(cdf, i, batch_dims=1)
-        frac = tf.clip_by_value(tf.math.divide_no_nan(targets - below, above - below), 0.0, 1.0)
-        inner = (tf.cast(i - 1, tf.float64) + frac) * (top[:, None] / nb)
-        inner = tf.minimum(tf.maximum(inner, 0.0), top[:, None])
-        return tf.concat([tf.zeros([batch, 1], tf.float64), inner, top[:, None]], axis=1)
-
-    @staticmethod
-    def _per_sample(c, like):
-        """A per-sample scalar (B,) broadcast against a (B, ...) tensor."""
-        tf = _tf()
-        return tf.reshape(c, tf.concat([tf.shape(c), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0))
-
-    def _edge_inputs(self, xs: tuple, bins: int, groups: int):
-        """The edges (:meth:`_edges`, from all synapse groups' inputs) and the float32 inputs
-        of the edge majorant's products of the convolved ones, in one compiled pass:
-        (x − c_k)⁺ for the interior edges and the bin excess of every input, one tensor per
-        excess group."""
-        tf = _tf()
-        edges = self._edges(xs, bins)
-        shifted, excess = [], []
-        for x in (x for g, x in zip(self.groups, xs) if not g["diagonal"]):
-            c = [self._per_sample(edges[:, k], x) for k in range(bins + 1)]
-            shifted.append(tuple(tf.cast(tf.maximum(x - c[k], 0.0), tf.float32) for k in range(1, len(c) - 1)))
-            excess.append(tuple(tf.cast(e, tf.float32) for e in self._excess(x, c, groups)))
-        return tuple(shifted), tuple(excess), edges
-
-    @staticmethod
-    def _excess(x, c: list, groups: int) -> list:
-        """:meth:`AlphaNeuron.bin_excess` of every input, bins from the edges ``c``, split by
-        the input's bin k into ``groups`` tensors (group k mod ``groups``, zero elsewhere)."""
-        tf = _tf()
-        low, high, group = c[0], c[1], tf.zeros_like(x)
-        for k in range(1, len(c) - 1):
-            past = x >= c[k]
-            low, high = tf.where(past, c[k], low), tf.where(past, c[k + 1], high)
-            if groups > 1:
-                group = tf.where(past, tf.constant(float(k % groups), x.dtype), group)
-        excess = AlphaNeuron.bin_excess(x, low, high, maximum=tf.maximum)
-        if groups == 1:
-            return [excess]
-        return [tf.where(group == float(m), excess, 0.0) for m in range(groups)]
-
     def _edge_products(self, xs: list, bins: int, groups: int) -> tuple:
         """(P(c_k) for the interior edges, Σ_j |W⁻_ij| excess_j per excess group, edges) in
         float32 products of the non-diagonal synapse groups; the identity shortcuts add theirs
         in the fused pass."""
         tf = _tf()
         convs = [(g, x) for g, x in zip(self.groups, xs) if not g["diagonal"]]
-        shifted, excess, edges = self.edge_inputs(tuple(xs), bins, groups)
+        diagonal = tuple(g["diagonal"] for g in self.groups)
+        shifted, excess, edges = _shared(_edge_inputs)(tuple(xs), diagonal, bins, groups)
 
         def summed(inputs: tuple, key: str) -> tuple:  # Σ over synapse groups, per input tensor
             per_group = (self._products(g, v, key) for (g, _), v in zip(convs, inputs))
@@ -325,80 +302,6 @@ class CompiledLayer:
         if isinstance(g["group"], DenseSynapses) and len(inputs) > 1:
             return tf.split(self._product(g, tf.concat(inputs, axis=0), w), len(inputs), axis=0)
         return [self._product(g, v, w) for v in inputs]
-
-    def _certify(self, wx, p32, edge_terms, skips: tuple):
-        """The element-wise part of :meth:`_step`, fused by XLA into one pass over the layer
-        (the float64 convolutions stay outside: XLA's are many times slower on the CPU).
-
-        The convex majorant (with ``p32``): the bound with the best μ, without a division:
-        with A₀ and A₁ the t_min end at μ = 0 and 1 (αS + J⁺x and αS + J x, J⁺x from the upper
-        bound of W⁺x) and B₁ ≥ 0 the t_start end at μ = 1 ((W x − W⁺x − S ΣW⁻)/(1 − ΣW), from
-        the lower bound), some μ ∈ [0, 1] gives max((1 − μ) A₀ + μ A₁, μ B₁) < ϑ  iff  ϑ > 0
-        and (A₀ < ϑ, or A₁ < ϑ and (A₀ − ϑ) B₁ < ϑ (A₀ − A₁)).
-
-        The edge majorant (with ``edge_terms``, :meth:`AlphaNeuron.bin_excess`): every mixed-
-        sign float32 product P(c) is within 2 γ_{F+2} Σ_j |W_ij| (x_j − c)⁺ ≤ 2 γ_{F+2}
-        (c_K − c) Σ_j |W_ij| of the exact one, the excess product (terms ≥ 0) within 2 γ_{F+2}
-        of itself; plus the subnormal term as for W⁺x, and 10⁻⁹ ϑ for the float64 sums.
-        """
-        tf = _tf()
-        sl = self.sl
-        diagonal = [g for g in self.groups if g["diagonal"]]
-        p = tf.cast(p32, tf.float64) if p32 is not None else None
-        for g, x in zip(diagonal, skips):
-            wx = wx + x * g["w"]
-            if p is not None:
-                p = p + x * tf.cast(g["w_pos"], tf.float64)  # made by _step
-        z = wx + self.bias
-        spikes = AlphaNeuron.spike_time(self.line, wx, sl.t_max, minimum=tf.minimum)
-        deviating = deviates(spikes, sl.t_max - tf.maximum(z, 0.0), sl.t_min, self.tol)
-        x = sl.t_max - spikes
-        th = self.theta
-        a1 = self.alpha_S + wx * self.inv_one_minus
-        certified = self.static
-        convex = edge = None
-        if p is not None:
-            a0 = self.alpha_S + (p * (1.0 + self.rel) + self.abs) * self.inv_one_minus
-            b1 = (wx - (p * (1.0 - self.rel) - self.abs) + self.S_neg) * self.inv_one_minus
-            convex = AlphaNeuron.certified(a0, a1, b1, th)
-            certified = certified | convex
-        if edge_terms is not None:
-            at_edges, q32, edges = edge_terms
-            bins = len(at_edges) + 1
-            c = [self._per_sample(edges[:, k], wx) for k in range(bins + 1)]
-            # The identity shortcuts' edges, broadcast against their inputs.
-            c_skip = [[self._per_sample(edges[:, k], xd) for k in range(bins + 1)] for xd in skips]
-            top = c[bins]
-            at = [a1]  # V at the edges; c_0 = 0: V(t_min), exact
-            for k in range(1, bins):
-                pk = tf.cast(at_edges[k - 1], tf.float64)
-                for g, xd, cd in zip(diagonal, skips, c_skip):
-                    pk = pk + tf.maximum(xd - cd[k], 0.0) * g["w"]
-                err = self.rel * (top - c[k]) * self.abs_sum + self.abs_edges
-                at.append(AlphaNeuron.edge_potential(self.alpha, self.width, c[k], pk + err, self.inv_one_minus))
-            at.append(AlphaNeuron.edge_potential(self.alpha, self.width, top, 0.0, self.inv_one_minus))
-            # Bin k: its larger end plus the excess of its group (its own and other bins' ≥ 0).
-            groups = len(q32)
-            skip_excess = [self._excess(xd, cd, groups) for xd, cd in zip(skips, c_skip)]
-            bound = None
-            for m in range(groups):
-                q = tf.cast(q32[m], tf.float64) * (1.0 + self.rel) + self.abs_edges
-                for g, e in zip(diagonal, skip_excess):
-                    q = q + e[m] * g["w_neg"]  # made by _step
-                ends = functools.reduce(tf.maximum, [tf.maximum(at[k], at[k + 1]) for k in range(m, bins, groups)])
-                in_group = ends + q * self.inv_one_minus
-                bound = in_group if bound is None else tf.maximum(bound, in_group)
-            edge = (th > 0.0) & (bound < th - 1e-9 * tf.maximum(tf.abs(th), 1.0))
-            certified = certified | edge
-        uncertified = tf.logical_not(certified)
-        if convex is not None and edge is not None:
-            alone = (convex & tf.logical_not(edge), edge & tf.logical_not(convex))
-        else:
-            alone = (tf.zeros_like(certified),) * 2
-        # The counts of _step, reduced in the same pass.
-        counted = (certified & (x > self.tol), certified & deviating, certified & (x > sl.window), uncertified) + alone
-        counts = tf.stack([tf.reduce_sum(tf.cast(c, tf.int64)) for c in counted])
-        return x, counts, uncertified, z
 
     def _pool(self, x):
         """Sign-aware pooling on values (:func:`exactsnn.ops.signed_max_pool`): the earliest
@@ -480,6 +383,148 @@ def _is_diagonal(group) -> bool:
     if tuple(group.strides) != (1, 1) or any(group.pads) or tuple(group.used) != tuple(group.input_shape[:2]):
         return False
     return not np.any(w[0, 0] - np.diag(np.diagonal(w[0, 0])))
+
+
+def _edges(xs: list, bins: int):
+    """Edges 0 = c_0 ≤ … ≤ c_K = the sample's largest input, per sample (B, K + 1), for the
+    edge majorant.  Any edges give a valid bound; these make it tight: a bin of width Δ
+    holding n inputs costs about n Δ, so Δ ∝ density^(-1/2) (from a histogram of the main
+    group's positive inputs, up to 2¹⁵ of them per sample) spreads that evenly."""
+    tf = _tf()
+    batch = tf.shape(xs[0])[0]
+    top = tf.reduce_max(tf.stack([tf.reduce_max(tf.reshape(x, [batch, -1]), axis=1) for x in xs]), axis=0)
+    main = tf.reshape(xs[0], [batch, -1])
+    # The density from every s-th input (s odd: across the channels, a power of two): the
+    # histogram is a serial scatter, 13 ms for VGG16's block2 input of 3.2 M values.
+    per_sample = xs[0].shape[1:]  # static even where the batch is not (reshape loses it)
+    n = per_sample.num_elements() if per_sample.is_fully_defined() else tf.reduce_prod(tf.shape(xs[0])[1:])
+    stride = (n + _HISTOGRAM_SAMPLE - 1) // _HISTOGRAM_SAMPLE
+    main = main[:, :: stride + 1 - stride % 2]
+    nb = _HISTOGRAM_BINS
+    scale = tf.math.divide_no_nan(tf.constant(float(nb), tf.float64), top)[:, None]
+    cell = tf.clip_by_value(tf.cast(main * scale, tf.int32), 0, nb - 1)
+    # (B, nb) per row; the raw op takes the size as a constant, which XLA needs.
+    density = tf.raw_ops.DenseBincount(input=cell, size=nb, weights=tf.cast(main > 0.0, tf.float64))
+    root = tf.sqrt(density)
+    cdf = tf.concat([tf.zeros([batch, 1], tf.float64), tf.cumsum(root, axis=1)], axis=1)
+    total = cdf[:, -1:]
+    cdf = tf.where(total > 0.0, cdf / tf.where(total > 0.0, total, 1.0),
+                   tf.linspace(tf.constant(0.0, tf.float64), 1.0, nb + 1)[None, :])
+    targets = tf.tile(tf.constant(np.arange(1, bins) / bins)[None, :], [batch, 1])
+    i = tf.clip_by_value(tf.searchsorted(cdf, targets, side="left"), 1, nb)
+    below, above = tf.gather(cdf, i - 1, batch_dims=1), tf.gather(cdf, i, batch_dims=1)
+    frac = tf.clip_by_value(tf.math.divide_no_nan(targets - below, above - below), 0.0, 1.0)
+    inner = (tf.cast(i - 1, tf.float64) + frac) * (top[:, None] / nb)
+    inner = tf.minimum(tf.maximum(inner, 0.0), top[:, None])
+    return tf.concat([tf.zeros([batch, 1], tf.float64), inner, top[:, None]], axis=1)
+
+def _per_sample(c, like):
+    """A per-sample scalar (B,) broadcast against a (B, ...) tensor."""
+    tf = _tf()
+    return tf.reshape(c, tf.concat([tf.shape(c), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0))
+
+def _edge_inputs(xs: tuple, diagonal: tuple, bins: int, groups: int):
+    """The edges (:func:`_edges`, from all synapse groups' inputs) and the float32 inputs
+    of the edge majorant's products of the convolved groups (``diagonal`` false), in one
+    compiled pass (:func:`_shared`): (x − c_k)⁺ for the interior edges and the bin excess of
+    every input, one tensor per excess group."""
+    tf = _tf()
+    edges = _edges(xs, bins)
+    shifted, excess = [], []
+    for x in (x for d, x in zip(diagonal, xs) if not d):
+        c = [_per_sample(edges[:, k], x) for k in range(bins + 1)]
+        shifted.append(tuple(tf.cast(tf.maximum(x - c[k], 0.0), tf.float32) for k in range(1, len(c) - 1)))
+        excess.append(tuple(tf.cast(e, tf.float32) for e in _excess(x, c, groups)))
+    return tuple(shifted), tuple(excess), edges
+
+def _excess(x, c: list, groups: int) -> list:
+    """:meth:`AlphaNeuron.bin_excess` of every input, bins from the edges ``c``, split by
+    the input's bin k into ``groups`` tensors (group k mod ``groups``, zero elsewhere)."""
+    tf = _tf()
+    low, high, group = c[0], c[1], tf.zeros_like(x)
+    for k in range(1, len(c) - 1):
+        past = x >= c[k]
+        low, high = tf.where(past, c[k], low), tf.where(past, c[k + 1], high)
+        if groups > 1:
+            group = tf.where(past, tf.constant(float(k % groups), x.dtype), group)
+    excess = AlphaNeuron.bin_excess(x, low, high, maximum=tf.maximum)
+    if groups == 1:
+        return [excess]
+    return [tf.where(group == float(m), excess, 0.0) for m in range(groups)]
+
+
+def _certify(wx, p32, edge_terms, skips: tuple, consts: _Constants):
+    """The element-wise part of :meth:`CompiledLayer._step`, fused by XLA into one pass over
+    the layer (the float64 convolutions stay outside: XLA's are many times slower on the
+    CPU); the layer's constants ``consts``, so that layers of the same shapes share it (:func:`_shared`).
+
+    The convex majorant (with ``p32``): the bound with the best μ, without a division:
+    with A₀ and A₁ the t_min end at μ = 0 and 1 (αS + J⁺x and αS + J x, J⁺x from the upper
+    bound of W⁺x) and B₁ ≥ 0 the t_start end at μ = 1 ((W x − W⁺x − S ΣW⁻)/(1 − ΣW), from
+    the lower bound), some μ ∈ [0, 1] gives max((1 − μ) A₀ + μ A₁, μ B₁) < ϑ  iff  ϑ > 0
+    and (A₀ < ϑ, or A₁ < ϑ and (A₀ − ϑ) B₁ < ϑ (A₀ − A₁)).
+
+    The edge majorant (with ``edge_terms``, :meth:`AlphaNeuron.bin_excess`): every mixed-
+    sign float32 product P(c) is within 2 γ_{F+2} Σ_j |W_ij| (x_j − c)⁺ ≤ 2 γ_{F+2}
+    (c_K − c) Σ_j |W_ij| of the exact one, the excess product (terms ≥ 0) within 2 γ_{F+2}
+    of itself; plus the subnormal term as for W⁺x, and 10⁻⁹ ϑ for the float64 sums.
+    """
+    tf = _tf()
+    p = tf.cast(p32, tf.float64) if p32 is not None else None
+    for m, x in enumerate(skips):
+        wx = wx + x * consts.skip_w[m]
+        if p is not None:
+            p = p + x * tf.cast(consts.skip_w_pos[m], tf.float64)
+    z = wx + consts.bias
+    spikes = AlphaNeuron.spike_time(consts.line, wx, consts.t_max, minimum=tf.minimum)
+    deviating = deviates(spikes, consts.t_max - tf.maximum(z, 0.0), consts.t_min, consts.tol)
+    x = consts.t_max - spikes
+    th = consts.theta
+    a1 = consts.alpha_S + wx * consts.inv_one_minus
+    certified = consts.static
+    convex = edge = None
+    if p is not None:
+        a0 = consts.alpha_S + (p * (1.0 + consts.rel) + consts.abs) * consts.inv_one_minus
+        b1 = (wx - (p * (1.0 - consts.rel) - consts.abs) + consts.S_neg) * consts.inv_one_minus
+        convex = AlphaNeuron.certified(a0, a1, b1, th)
+        certified = certified | convex
+    if edge_terms is not None:
+        at_edges, q32, edges = edge_terms
+        bins = len(at_edges) + 1
+        c = [_per_sample(edges[:, k], wx) for k in range(bins + 1)]
+        # The identity shortcuts' edges, broadcast against their inputs.
+        c_skip = [[_per_sample(edges[:, k], xd) for k in range(bins + 1)] for xd in skips]
+        top = c[bins]
+        at = [a1]  # V at the edges; c_0 = 0: V(t_min), exact
+        for k in range(1, bins):
+            pk = tf.cast(at_edges[k - 1], tf.float64)
+            for w, xd, cd in zip(consts.skip_w, skips, c_skip):
+                pk = pk + tf.maximum(xd - cd[k], 0.0) * w
+            err = consts.rel * (top - c[k]) * consts.abs_sum + consts.abs_edges
+            at.append(AlphaNeuron.edge_potential(consts.alpha, consts.width, c[k], pk + err, consts.inv_one_minus))
+        at.append(AlphaNeuron.edge_potential(consts.alpha, consts.width, top, 0.0, consts.inv_one_minus))
+        # Bin k: its larger end plus the excess of its group (its own and other bins' ≥ 0).
+        groups = len(q32)
+        skip_excess = [_excess(xd, cd, groups) for xd, cd in zip(skips, c_skip)]
+        bound = None
+        for m in range(groups):
+            q = tf.cast(q32[m], tf.float64) * (1.0 + consts.rel) + consts.abs_edges
+            for w, e in zip(consts.skip_w_neg, skip_excess):
+                q = q + e[m] * w
+            ends = functools.reduce(tf.maximum, [tf.maximum(at[k], at[k + 1]) for k in range(m, bins, groups)])
+            in_group = ends + q * consts.inv_one_minus
+            bound = in_group if bound is None else tf.maximum(bound, in_group)
+        edge = (th > 0.0) & (bound < th - 1e-9 * tf.maximum(tf.abs(th), 1.0))
+        certified = certified | edge
+    uncertified = tf.logical_not(certified)
+    if convex is not None and edge is not None:
+        alone = (convex & tf.logical_not(edge), edge & tf.logical_not(convex))
+    else:
+        alone = (tf.zeros_like(certified),) * 2
+    # The counts of _step, reduced in the same pass.
+    counted = (certified & (x > consts.tol), certified & deviating, certified & (x > consts.window), uncertified) + alone
+    counts = tf.stack([tf.reduce_sum(tf.cast(c, tf.int64)) for c in counted])
+    return x, counts, uncertified, z
 
 
 def forget_if_edited(sl: SpikingLayer) -> None:
