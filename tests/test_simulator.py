@@ -142,6 +142,39 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     assert certified.any() and (theta > exact).sum() > certified.sum()  # the margin costs a little
 
 
+def test_layers_of_the_same_shapes_share_the_fused_pass_but_not_their_constants():
+    """Two dense layers of one shape, their thresholds far above and below every potential:
+    each keeps its own certificate and spike times while one compilation of the fused pass
+    (fastpath._shared) serves both."""
+    import tensorflow as tf
+
+    from exactsnn.neurons import AlphaNeuron
+    from exactsnn.simulator.fastpath import CompiledLayer, _certify, _shared
+    from exactsnn.synapses import DenseSynapses
+    from exactsnn.spiking import SpikingLayer
+
+    rng = np.random.default_rng(5)
+    F, C, S = 37, 23, 1.0
+    x = tf.constant(rng.uniform(0, S, (3, F)))
+    steps = []
+    fused = _shared(_certify)
+    for k, scale in enumerate((1e3, 1e-3)):
+        W = rng.normal(0, 0.2, (F, C))
+        W -= (W.sum(0) - 0.4) / F
+        layer = DenseSynapses(f"d{k}", W, rng.normal(0, 0.1, C), (F,))
+        sl = SpikingLayer(layer, 0.0, S, 2 * S + k, np.full(C, scale), np.ones(C))
+        before = fused.experimental_get_tracing_count()
+        x_out, counts, left = CompiledLayer(sl).step((x,), True, 0)[:3]
+        steps.append((before, fused.experimental_get_tracing_count()))
+        # Its own closed form (t_max differs) and its own certificate.
+        c, g = (np.broadcast_to(v, (C,)) for v in AlphaNeuron.closed_form(sl.threshold, sl.alpha, 0.0, S, W.sum(0)))
+        np.testing.assert_allclose(x_out.numpy(), sl.t_max - np.minimum(c - g * (x.numpy() @ W), sl.t_max),
+                                   rtol=0, atol=1e-12)
+        assert (len(left), int(counts.numpy()[3])) == ((0, 0) if k == 0 else (3 * C, 3 * C))
+    assert steps[1][1] >= 1  # the layers' steps ran through the shared function
+    assert steps[1][1] == steps[1][0]  # and the second layer traced nothing new
+
+
 @pytest.mark.parametrize("bins, groups", [(4, 1), (8, 1), (3, 2), (4, 4)])
 def test_the_edge_majorant_never_certifies_past_the_potential(bins, groups):
     """A wide dense layer (fan-in 1500, mixed signs, 40 % of the inputs at t_min): thresholds
