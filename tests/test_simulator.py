@@ -137,7 +137,7 @@ def test_the_float32_certificate_never_certifies_past_the_exact_bound():
     left = CompiledLayer(sl).step((tf.constant(x),))[2].numpy()  # (sample, neuron)
     certified = np.ones(C, bool)
     certified[left[:, 1]] = False
-    assert not np.asarray(CompiledLayer(sl).static).any()
+    assert not np.asarray(CompiledLayer(sl).constants.static).any()
     assert np.all(exact[certified] < theta[certified])
     assert certified.any() and (theta > exact).sum() > certified.sum()  # the margin costs a little
 
@@ -204,7 +204,7 @@ def test_the_edge_majorant_never_certifies_past_the_potential(bins, groups):
     layer = DenseSynapses("d", W, np.zeros(C), (F,))
     sl = SpikingLayer(layer, 0.0, S, 2 * S, theta, alpha)
     compiled = CompiledLayer(sl)
-    assert not np.asarray(compiled.static).any()
+    assert not np.asarray(compiled.constants.static).any()
     left = compiled.step((tf.constant(x),), False, bins, groups)[2].numpy()
     certified = np.ones(C, bool)
     certified[left[:, 1]] = False

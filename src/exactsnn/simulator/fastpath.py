@@ -157,30 +157,30 @@ class CompiledLayer:
         out = layer.output_shape
         one_minus = 1.0 - s
         width = sl.t_min - sl.t_start
-        self.rel = 2.0 * _gamma(fan_in + 2)
-        self.abs = 2.0 ** -100 * fan_in * max(max_pos, 1.0)
         # Certified for every input: all excitation at t_min^(n-1) still stays below ϑ.
         static = AlphaNeuron.static_certificate(sl.alpha, pos_sum, s, width, sl.threshold)
         # Per-neuron maps that are the same at every position (α = 1, no border effects) are
         # kept per channel: a VGG16 at 224×224 has 13.6 million neurons, 109 MB per map.
-        self.static = tf.constant(per_channel(static, out))
-        self.bias = tf.constant(per_channel(layer.bias, out), tf.float64)
-        self.theta = tf.constant(per_channel(sl.threshold, out), tf.float64)
-        self.line = tuple(tf.constant(v, tf.float64) for v in closed_form(sl))
-        self.inv_one_minus = tf.constant(1.0 / one_minus, tf.float64)
-        self.alpha_S = tf.constant(per_channel(sl.alpha * width, out), tf.float64)
-        self.S_neg = tf.constant(-width * neg_sum, tf.float64)  # S Σ|W⁻| ≥ 0
-        self.tol = tolerance(sl.t_max)
-        # The edge majorant's float32 products: Σ_j |W_ij| (x_j − c)⁺ ≤ (c_K − c) Σ_j |W_ij|.
-        self.alpha = tf.constant(per_channel(sl.alpha, out), tf.float64)
-        self.width = width
-        self.abs_sum = tf.constant(abs_sum, tf.float64)
-        self.abs_edges = 2.0 ** -100 * fan_in * max(max_abs, 1.0)
-        scalar = functools.partial(tf.constant, dtype=tf.float64)
+        f64 = functools.partial(tf.constant, dtype=tf.float64)
         self.constants = _Constants(
-            self.line, self.bias, self.theta, self.static, self.alpha, self.alpha_S, self.inv_one_minus, self.S_neg,
-            self.abs_sum, *(scalar(v) for v in (sl.t_min, sl.t_max, sl.window, width, self.tol, self.rel, self.abs,
-                                                 self.abs_edges)),
+            line=tuple(f64(v) for v in closed_form(sl)),
+            bias=f64(per_channel(layer.bias, out)),
+            theta=f64(per_channel(sl.threshold, out)),
+            static=tf.constant(per_channel(static, out)),
+            alpha=f64(per_channel(sl.alpha, out)),
+            alpha_S=f64(per_channel(sl.alpha * width, out)),
+            inv_one_minus=f64(1.0 / one_minus),
+            S_neg=f64(-width * neg_sum),  # S Σ|W⁻| ≥ 0
+            # The edge majorant's float32 products: Σ_j |W_ij| (x_j − c)⁺ ≤ (c_K − c) Σ_j |W_ij|.
+            abs_sum=f64(abs_sum),
+            t_min=f64(sl.t_min),
+            t_max=f64(sl.t_max),
+            window=f64(sl.window),
+            width=f64(width),
+            tol=f64(tolerance(sl.t_max)),
+            rel=f64(2.0 * _gamma(fan_in + 2)),
+            abs=f64(2.0 ** -100 * fan_in * max(max_pos, 1.0)),
+            abs_edges=f64(2.0 ** -100 * fan_in * max(max_abs, 1.0)),
             skip_w=tuple(g["w"] for g in self.groups if g["diagonal"]),
         )
         # Which majorants run (the convex one: W⁺x; the edge one), chosen from the counts.
@@ -418,10 +418,12 @@ def _edges(xs: list, bins: int):
     inner = tf.minimum(tf.maximum(inner, 0.0), top[:, None])
     return tf.concat([tf.zeros([batch, 1], tf.float64), inner, top[:, None]], axis=1)
 
+
 def _per_sample(c, like):
     """A per-sample scalar (B,) broadcast against a (B, ...) tensor."""
     tf = _tf()
     return tf.reshape(c, tf.concat([tf.shape(c), tf.ones([tf.rank(like) - 1], tf.int32)], axis=0))
+
 
 def _edge_inputs(xs: tuple, diagonal: tuple, bins: int, groups: int):
     """The edges (:func:`_edges`, from all synapse groups' inputs) and the float32 inputs
@@ -436,6 +438,7 @@ def _edge_inputs(xs: tuple, diagonal: tuple, bins: int, groups: int):
         shifted.append(tuple(tf.cast(tf.maximum(x - c[k], 0.0), tf.float32) for k in range(1, len(c) - 1)))
         excess.append(tuple(tf.cast(e, tf.float32) for e in _excess(x, c, groups)))
     return tuple(shifted), tuple(excess), edges
+
 
 def _excess(x, c: list, groups: int) -> list:
     """:meth:`AlphaNeuron.bin_excess` of every input, bins from the edges ``c``, split by
