@@ -6,7 +6,7 @@ function is unchanged."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -73,8 +73,7 @@ def fold_flatten(layer: Synapses, shape: tuple) -> Synapses:
 def fold_global_avg_pool(layer: DenseSynapses, shape: tuple) -> PooledDenseSynapses:
     """W'[h, w, c, o] = W[c, o] / (H·W): global average pooling is linear; kept factored
     (:class:`PooledDenseSynapses` stores W and the input shape)."""
-    values = {f.name: getattr(layer, f.name) for f in fields(layer)}
-    return PooledDenseSynapses(**{**values, "input_shape": shape})
+    return layer.as_kind(PooledDenseSynapses, input_shape=shape)
 
 
 def fold_zero_padding(layer: Synapses, pads: tuple, shape: tuple, name: str) -> Synapses:

@@ -147,6 +147,10 @@ class Synapses:
         expands it."""
         return w
 
+    def as_kind(self, cls: type, **changes) -> "Synapses":
+        """These fields (with ``changes``) as synapses of the kind ``cls``."""
+        return cls(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
+
     def explicit(self) -> "Synapses":
         """These synapses with one weight per synapse (:meth:`per_synapse`): what a format or
         a simulator that knows only the dense and convolution kinds reads."""
@@ -367,9 +371,8 @@ class PooledDenseSynapses(DenseSynapses):
         return np.broadcast_to(w, (self.positions,) + w.shape).reshape(-1, w.shape[-1])
 
     def explicit(self) -> DenseSynapses:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(weight=self.per_synapse(self.weight), skips=[g.explicit() for g in self.skips])
-        return DenseSynapses(**values)
+        return self.as_kind(DenseSynapses, weight=self.per_synapse(self.weight),
+                            skips=[g.explicit() for g in self.skips])
 
     def _pooled(self, inputs):
         return np.asarray(inputs, np.float64).reshape(len(inputs), self.positions, -1).mean(axis=1)
