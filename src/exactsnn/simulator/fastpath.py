@@ -30,10 +30,10 @@ upstream deviation) runs in NumPy there instead.
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import Any, NamedTuple
 
 import numpy as np
+import xxhash
 
 from .. import ops
 from ..neurons import AlphaNeuron, deviates, tolerance
@@ -57,12 +57,14 @@ _U32 = 2.0 ** -24
 CONV_EDGE_PLANS = ((3, 2), (4, 2), (6, 2), (8, 2))
 DENSE_EDGE_PLANS = ((4, 2), (8, 4), (16, 8))
 #: What one walked neuron is taken to cost, in float32 products of the whole layer per neuron.
-#: The hardest leftovers cost far more (35 µs per neuron of VGG16's block3 against 11 ns per
-#: neuron and product: 3,000; 8 µs against 12 ns in ResNet50: 650), but a product also has a
-#: fixed cost per call that this count does not see: at 1,000 ResNet50's uniform-noise row
-#: (bench_scale.py) took 0.86 s per image, 6.7× Keras, against 4.5× under the earlier rule
-#: (double the bins while more than 1 % is left), about where 100 climbs.
-WALK_PRODUCTS = 100
+#: The hardest leftovers cost far more (25–35 µs per neuron of VGG16's block3 against 11–12 ns
+#: per neuron and product: 2,000–3,000; 8 µs against 12 ns in ResNet50: 650), but a product also
+#: has a fixed cost per call, and photographs leave easier neurons.  Measured at 224×224 (random
+#: weights, 4 images in batches of 2, one process per run, alternating, in the same hour): VGG16 on uniform noise
+#: 1.26–1.37 s per image at 100 (20,435 walked), 1.07–1.16 at 300 or 1,000 (5,862 / 3,612,
+#: block3_conv2 and conv3 at (4, 2) instead of (3, 2)); on photographs 1.18–1.23 at 100,
+#: 1.03–1.26 at 300, 1.22–1.28 at 1,000; ResNet50 on noise 0.52–0.54 at 100, 0.50–0.51 at 1,000.
+WALK_PRODUCTS = 300
 #: Layers with at least this fan-in start with the edge majorant alone (the convex one leaves
 #: 12–99 % of VGG16's neurons at 224×224, fan-in 576–4608, and was dropped from every such
 #: layer of VGG16 and ResNet50 after their first batch); the others start with the convex one
@@ -533,13 +535,14 @@ def _certify(wx, p32, edge_terms, skips: tuple, consts: _Constants):
 def forget_if_edited(sl: SpikingLayer) -> None:
     """Drop the constants kept with a layer (:func:`closed_form`, :func:`compiled`) when its
     thresholds or α have changed since they were made, so that an edited network simulates as
-    edited.  Called once per simulation run: a digest of both arrays (a fraction of a second
-    even for VGG16's 27 million neurons)."""
-    digest = hashlib.blake2b(digest_size=16)
+    edited.  Called once per simulation run: a 128-bit XXH3 digest of both arrays, read in place
+    (4 ms for VGG16's 13.6 million thresholds at 224×224, where BLAKE2b over a copy took 0.2 s:
+    6 % of a two-image call)."""
+    digest = xxhash.xxh3_128()
     for a in (sl.threshold, sl.alpha):
         a = np.ascontiguousarray(a)
         digest.update(str((a.shape, a.dtype.str)).encode())
-        digest.update(a.tobytes())
+        digest.update(a)
     key = digest.digest()
     cache = sl.__dict__
     if cache.get("_parameters") != key:
