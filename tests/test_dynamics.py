@@ -446,6 +446,22 @@ def test_engines_read_the_stored_threshold(kind, name, layer):
         assert r.deviating[layer] > 0
 
 
+def test_a_network_edited_in_place_after_a_simulation_simulates_as_edited():
+    """The compiled constants kept with a layer (closed form, fused pass) are made again when ϑ
+    or α of the same network object change between two runs (fastpath.forget_if_edited)."""
+    x = network("dense")[3]
+    net = copy.deepcopy(snn("dense", 0.5))
+    before = run(net, x)
+    # Layer 1 runs the compiled path (layer 0 gets inputs beyond the range: the NumPy one).
+    flat = net.layers[1].threshold.reshape(-1)  # a view: edited in place, one value
+    flat[NEURON] -= 0.7 * abs(flat[NEURON]) + 0.1
+    edited = run(net, x)
+    assert_close(edited.logits, ref.simulate(net, x).logits, "edited ϑ, same object")
+    assert np.abs(edited.logits - before.logits).max() > 1e-6, "the edit was not read"
+    np.asarray(net.layers[1].alpha)[...] = 1.05  # α, in place as well
+    assert_close(run(net, x).logits, ref.simulate(net, x).logits, "edited α, same object")
+
+
 def test_an_edited_threshold_is_read_after_save_and_load(tmp_path):
     """The stored ϑ travels with the saved network and the engines read it from there."""
     import exactsnn
