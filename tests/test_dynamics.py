@@ -402,26 +402,26 @@ def test_engines_follow_the_reference_with_spike_time_noise(name, sigma, zeta):
 NEURON = 3  # the neuron whose threshold "one_lower" lowers
 
 
+def _edit_thresholds(net, kind: str, layer: int = 0, neuron: int = NEURON):
+    """The stored thresholds of one hidden layer of ``net`` edited in place."""
+    th = net.layers[layer].threshold
+    if kind == "double":
+        th *= 2.0
+    elif kind == "plus":
+        th += 0.2
+    elif kind == "minus":
+        th -= 0.2
+    elif kind == "one_lower":
+        flat = th.reshape(-1)  # a view
+        flat[neuron] -= 0.7 * abs(flat[neuron]) + 0.1
+    else:
+        raise ValueError(kind)
+    return net
+
+
 def _edit(kind: str, name: str = "dense", layer: int = 0, neuron: int = NEURON):
     """A fresh network with the stored thresholds of one hidden layer edited."""
-
-    def make():
-        net = copy.deepcopy(snn(name, 0.5))
-        th = net.layers[layer].threshold
-        if kind == "double":
-            th *= 2.0
-        elif kind == "plus":
-            th += 0.2
-        elif kind == "minus":
-            th -= 0.2
-        elif kind == "one_lower":
-            flat = th.reshape(-1)  # a view
-            flat[neuron] -= 0.7 * abs(flat[neuron]) + 0.1
-        else:
-            raise ValueError(kind)
-        return net
-
-    return make
+    return lambda: _edit_thresholds(copy.deepcopy(snn(name, 0.5)), kind, layer, neuron)
 
 
 @pytest.mark.parametrize("kind, name, layer", [
@@ -453,9 +453,7 @@ def test_a_network_edited_in_place_after_a_simulation_simulates_as_edited():
     net = copy.deepcopy(snn("dense", 0.5))
     before = run(net, x)
     # Layer 1 runs the compiled path (layer 0 gets inputs beyond the range: the NumPy one).
-    flat = net.layers[1].threshold.reshape(-1)  # a view: edited in place, one value
-    flat[NEURON] -= 0.7 * abs(flat[NEURON]) + 0.1
-    edited = run(net, x)
+    edited = run(_edit_thresholds(net, "one_lower", layer=1), x)
     assert_close(edited.logits, ref.simulate(net, x).logits, "edited ϑ, same object")
     assert np.abs(edited.logits - before.logits).max() > 1e-6, "the edit was not read"
     np.asarray(net.layers[1].alpha)[...] = 1.05  # α, in place as well

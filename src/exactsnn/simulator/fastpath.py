@@ -60,10 +60,11 @@ DENSE_EDGE_PLANS = ((4, 2), (8, 4), (16, 8))
 #: The hardest leftovers cost far more (25–35 µs per neuron of VGG16's block3 against 11–12 ns
 #: per neuron and product: 2,000–3,000; 8 µs against 12 ns in ResNet50: 650), but a product also
 #: has a fixed cost per call, and photographs leave easier neurons.  Measured at 224×224 (random
-#: weights, 4 images in batches of 2, one process per run, alternating, in the same hour): VGG16 on uniform noise
-#: 1.26–1.37 s per image at 100 (20,435 walked), 1.07–1.16 at 300 or 1,000 (5,862 / 3,612,
-#: block3_conv2 and conv3 at (4, 2) instead of (3, 2)); on photographs 1.18–1.23 at 100,
-#: 1.03–1.26 at 300, 1.22–1.28 at 1,000; ResNet50 on noise 0.52–0.54 at 100, 0.50–0.51 at 1,000.
+#: weights, 4 images in batches of 2, one process per run, alternating, in the same hour):
+#: VGG16 on uniform noise 1.26–1.37 s per image at 100 (20,435 walked), 1.07–1.16 at 300 or
+#: 1,000 (5,862 / 3,612; block3_conv2 and conv3 at (4, 2) instead of (3, 2)); on photographs
+#: 1.18–1.23 at 100, 1.03–1.26 at 300, 1.22–1.28 at 1,000; ResNet50 on noise 0.52–0.54 at 100,
+#: 0.50–0.51 at 1,000.
 WALK_PRODUCTS = 300
 #: Layers with at least this fan-in start with the edge majorant alone (the convex one leaves
 #: 12–99 % of VGG16's neurons at 224×224, fan-in 576–4608, and was dropped from every such
