@@ -1,7 +1,7 @@
 """ImageNet scale: VGG16 and ResNet50 at 224×224, the default engine against a Keras forward pass.
 
     python benchmarks/bench_scale.py [--networks vgg16,resnet50] [--inputs photos,uniform]
-                                     [--images 4] [--batch-size 2] [--train 4] [--repeats 2]
+                                     [--images 4] [--batch-size phase2] [--train 4] [--repeats 2]
 
 The networks are ``keras.applications.VGG16`` and ``ResNet50`` with **random weights**
 (``weights=None``, seed 0; nothing is downloaded), 224×224×3 inputs in [0, 255]:
@@ -10,13 +10,19 @@ The networks are ``keras.applications.VGG16`` and ``ResNet50`` with **random wei
   with scikit-learn (``sklearn.datasets.load_sample_images``: a temple in China, a flower);
 * ``uniform``: i.i.d. uniform pixels over 0..255 (no smooth region at all: the hard case).
 
+``--batch-size phase2`` (the default) times both methods at the batch a Phase 2 part of the
+workflow simulates this network in: the largest whose :func:`exactsnn.simulator.memory.simulation_memory`
+estimate fits the default part budget (``phase2.memory_mb`` in workflow/schemas/config.schema.yaml),
+at most ``phase2.batch_size`` of config/paper.yaml (the Places365 and PASS rows); ``--images`` is
+raised to that batch.  A number times that batch instead.
+
 For every network and input kind, each method runs in a fresh process of this script
 (``--worker``), so that its time includes what a Phase 2 part pays (every part is a new
 process) and its peak memory is its own:
 
 * ``phase1``: ``exactsnn.convert`` on ``--train`` images (import, fold, scale, X_n, the
-  spiking network) against one Keras float64 forward pass over the same images; the network
-  is saved for the other workers.
+  spiking network) against one Keras float64 forward pass over the same images (batches of 2);
+  the network is saved for the other workers, with the Phase 2 batch.
 * ``keras``: the Keras float64 forward pass (``float64_logits_model`` under ``tf.function``),
   batches of ``--batch-size``: its first call (tracing) and the best of ``--repeats`` runs over
   ``--images`` images;
@@ -49,6 +55,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_simulate import _proc_status_kib, best_time  # noqa: E402
 
 PLACES365_TEST, PLACES365_TRAIN, PLACES365_PARTS = 36_500, 365 * 8, 13
+ROOT = Path(__file__).resolve().parent.parent
+PHASE1_BATCH = 2
+
+
+def phase2_batch(snn) -> int:
+    """The batch a Phase 2 part of the paper's configuration simulates ``snn`` in
+    (workflow/scripts/phase2_network.py): the default part budget, config/paper.yaml's largest."""
+    import yaml
+
+    from exactsnn.simulator.memory import simulation_memory
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    budget_mb = schema["properties"]["phase2"]["properties"]["memory_mb"]["default"]
+    largest = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["phase2"]["batch_size"]
+    return simulation_memory(snn).batch_size(budget_mb * 2**20, largest)
 
 
 def build(name: str):
@@ -107,30 +128,32 @@ def worker(args) -> dict:
     if args.worker == "phase1":
         model = build(args.network)
         x_train = images(args.kind, args.train, seed=1)
-        forward = _keras_forward(model, args.batch_size)
-        forward(x_train[: args.batch_size])
+        forward = _keras_forward(model, PHASE1_BATCH)
+        forward(x_train[:PHASE1_BATCH])
         t_forward = best_time(lambda: forward(x_train), 1)
         t = time.perf_counter()
         snn = exactsnn.convert(model, x_train, input_range=(0.0, 255.0))
         t_phase1 = time.perf_counter() - t
         snn.save(d / f"{key}.npz")
-        np.save(d / f"{key}_x.npy", images(args.kind, args.images, seed=2))
+        batch = phase2_batch(snn) if args.batch_size == "phase2" else int(args.batch_size)
+        np.save(d / f"{key}_x.npy", images(args.kind, max(args.images, batch), seed=2))
         return {"phase1_s": t_phase1, "forward_s": t_forward, "train": len(x_train),
-                "neurons": int(snn.hidden_neurons), "peak_kib": _proc_status_kib("VmHWM")}
+                "neurons": int(snn.hidden_neurons), "peak_kib": _proc_status_kib("VmHWM"), "batch": batch}
     x = np.load(d / f"{key}_x.npy")
+    batch = int(args.batch_size)
     if args.worker == "keras":
         model = build(args.network)
-        run = _keras_forward(model, args.batch_size)
+        run = _keras_forward(model, batch)
     else:
         snn = exactsnn.load(d / f"{key}.npz")
-        run = lambda v: exactsnn.simulate(snn, v, batch_size=args.batch_size)  # noqa: E731
+        run = lambda v: exactsnn.simulate(snn, v, batch_size=batch)  # noqa: E731
     base = _settle()
     t = time.perf_counter()
-    first = run(x[: args.batch_size])
+    first = run(x[:batch])
     t_first = time.perf_counter() - t
     results = []
     t_steady = best_time(lambda: results.append(run(x)), args.repeats)
-    out = {"first_s": t_first, "steady_s": t_steady, "images": len(x), "batch": args.batch_size,
+    out = {"first_s": t_first, "steady_s": t_steady, "images": len(x), "batch": batch,
            "base_kib": base, "peak_kib": _proc_status_kib("VmHWM")}
     if args.worker == "keras":
         np.save(d / f"{key}_keras_logits.npy", results[-1])
@@ -140,7 +163,7 @@ def worker(args) -> dict:
     scale = np.abs(keras_logits).max()
     from exactsnn.simulator.memory import simulation_memory
 
-    out["estimate_kib"] = simulation_memory(snn).total(args.batch_size) // 1024
+    out["estimate_kib"] = simulation_memory(snn).total(batch) // 1024
     out.update(first_fallback=int(first.fallback), fallback=int(sim.fallback), certified=int(sim.certified),
                deviating=int(sim.deviating.sum()),
                agreement=float(np.mean(sim.logits.argmax(1) == keras_logits.argmax(1))),
@@ -148,9 +171,9 @@ def worker(args) -> dict:
     return out
 
 
-def run_worker(args, method: str, network: str, kind: str) -> dict:
+def run_worker(args, method: str, network: str, kind: str, batch) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", method, "--network", network, "--kind", kind,
-           "--workdir", args.workdir, "--images", str(args.images), "--batch-size", str(args.batch_size),
+           "--workdir", args.workdir, "--images", str(args.images), "--batch-size", str(batch),
            "--train", str(args.train), "--repeats", str(args.repeats)]
     res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "EXACTSNN_VERBOSE": "0"})
     if res.returncode != 0:
@@ -196,7 +219,8 @@ def main(argv=None) -> None:
     p.add_argument("--networks", default="vgg16,resnet50")
     p.add_argument("--inputs", default="photos,uniform")
     p.add_argument("--images", type=int, default=4, help="images timed per method")
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", default="phase2",
+                   help="'phase2' (the batch a Phase 2 part of the paper's configuration uses) or a number")
     p.add_argument("--train", type=int, default=4, help="training images for X_n (Phase 1)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--json", help="write the raw results here")
@@ -205,6 +229,8 @@ def main(argv=None) -> None:
     p.add_argument("--network", help=argparse.SUPPRESS)
     p.add_argument("--kind", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.batch_size != "phase2" and not args.batch_size.isdigit():
+        p.error(f"--batch-size: 'phase2' or a number, not {args.batch_size!r}")
     if args.worker:
         print(json.dumps(worker(args)))
         return
@@ -215,7 +241,9 @@ def main(argv=None) -> None:
         args.workdir = workdir
         for network in args.networks.split(","):
             for kind in args.inputs.split(","):
-                res = {m: run_worker(args, m, network, kind) for m in ("phase1", "keras", "snn")}
+                res = {"phase1": run_worker(args, "phase1", network, kind, args.batch_size)}
+                for m in ("keras", "snn"):
+                    res[m] = run_worker(args, m, network, kind, res["phase1"]["batch"])
                 raw[f"{network}/{kind}"] = res
                 print("\n".join(report(network, kind, res["phase1"], res["keras"], res["snn"])), flush=True)
                 for f in Path(workdir).glob(f"{network}_{kind}*"):
