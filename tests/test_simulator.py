@@ -175,6 +175,23 @@ def test_layers_of_the_same_shapes_share_the_fused_pass_but_not_their_constants(
     assert steps[1][1] == steps[1][0]  # and the second layer traced nothing new
 
 
+def test_the_packed_counts_of_the_fused_pass_are_the_counts():
+    """fastpath._counts sums three flags per int64 word: every count is right for rows of up
+    to thousands of neurons, all set or none, with shapes known or not at trace time (XLA,
+    reduce_retracing: the fused pass is traced with unknown dimensions)."""
+    import tensorflow as tf
+
+    from exactsnn.simulator.fastpath import _counts
+
+    rng = np.random.default_rng(11)
+    packed = tf.function(lambda *f: _counts(f), jit_compile=True, reduce_retracing=True, autograph=False)
+    for shape in [(3, 4095), (2, 5, 7, 2048), (1, 1), (4, 3, 3, 1), (2, 9, 9, 300)]:
+        flags = [rng.random(shape) < p for p in (0.0, 1.0, 0.5, 0.999, 0.001, 0.3)]
+        flags[1][..., :] = True  # a field at its largest: every neuron of every row
+        expected = [int(f.sum()) for f in flags]
+        assert packed(*(tf.constant(f) for f in flags)).numpy().tolist() == expected, shape
+
+
 @pytest.mark.parametrize("bins, groups", [(4, 1), (8, 1), (3, 2), (4, 4)])
 def test_the_edge_majorant_never_certifies_past_the_potential(bins, groups):
     """A wide dense layer (fan-in 1500, mixed signs, 40 % of the inputs at t_min): thresholds
