@@ -547,7 +547,7 @@ def _counts(flags: tuple):
     XLA fuses the element-wise pass into every reduction that reads it, so one reduction per
     flag recomputed the pass six times: two words took 1.6–1.9× less time than six int64
     reductions (ResNet50's conv2 layers at 224×224, batches of 16; :func:`_certify` with the
-    counts took 2–3.5× as long as without them)."""
+    counts took 2.7–3.7× as long as without them)."""
     tf = _tf()
     field = (1 << _COUNT_BITS) - 1
     counts = []
