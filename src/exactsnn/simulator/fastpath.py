@@ -552,12 +552,13 @@ def _counts(flags: tuple):
     field = (1 << _COUNT_BITS) - 1
     counts = []
     for first in range(0, len(flags), 3):
+        shared = flags[first : first + 3]
         word = functools.reduce(tf.bitwise.bitwise_or, [
-            tf.bitwise.left_shift(tf.cast(f, tf.int64), _COUNT_BITS * k) for k, f in enumerate(flags[first : first + 3])
+            tf.bitwise.left_shift(tf.cast(f, tf.int64), _COUNT_BITS * k) for k, f in enumerate(shared)
         ])
         rows = tf.reduce_sum(word, axis=-1)
         counts += [tf.reduce_sum(tf.bitwise.bitwise_and(tf.bitwise.right_shift(rows, _COUNT_BITS * k), field))
-                   for k in range(len(flags[first : first + 3]))]
+                   for k in range(len(shared))]
     return tf.stack(counts)
 
 
